@@ -1,0 +1,46 @@
+"""The one small interface every generation backend implements."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One single-turn chat request; its hash (with the model name) keys the ledger."""
+
+    prompt: str
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    seed: int | None = None
+    json_object: bool = False  # ask the server for a JSON-object response format
+
+    def key(self, model: str) -> str:
+        payload = json.dumps({"model": model, **asdict(self)}, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str | None = None
+    usage_from: str = "server"  # "server" | "tokenizer" | "estimate"
+
+
+class BackendError(RuntimeError):
+    """A request that failed for good (after the backend's own retries)."""
+
+
+class Backend(Protocol):
+    model: str
+    max_concurrency: int  # how many requests the engine keeps in flight
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    async def aclose(self) -> None: ...
