@@ -1,0 +1,27 @@
+# `make demo` runs the main job on a fresh machine; `make test` runs the test suite. Each builds .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/synthembed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: demo test test-fast bench clean
+demo: $(BIN)/synthembed
+	$(BIN)/synthembed generate --config configs/demo.yaml
+
+test: $(BIN)/synthembed
+	$(BIN)/pytest -q -ra
+
+test-fast: $(BIN)/synthembed
+	$(BIN)/pytest -q -ra -m "not slow"
+
+bench: $(BIN)/synthembed
+	$(BIN)/python bench/generate_engine.py
+	$(BIN)/python bench/generate_local.py
+
+clean:
+	rm -rf $(VENV) runs bench/out

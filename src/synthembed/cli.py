@@ -1,0 +1,123 @@
+"""The `synthembed` command: one subcommand per stage, each a thin call into the library."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from synthembed.config import ConfigError, GenerateConfig, load_config, merge_dicts, parse_overrides
+
+app = typer.Typer(help="Turn an open LLM into a text-embedding model with synthetic data.", no_args_is_help=True)
+data_app = typer.Typer(help="Work with generated datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting: key=value (repeatable).")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+
+
+def _weighted(value: str | None, option: str) -> dict | list | None:
+    """'en,de' -> ['en', 'de']; 'en:0.5,de:0.5' -> {'en': 0.5, 'de': 0.5}."""
+    if not value:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not any(":" in p for p in parts):
+        return parts
+    try:
+        return {name: float(weight) for name, weight in (p.split(":") for p in parts)}
+    except ValueError:
+        raise ConfigError(f"{option} {value!r}: expected NAME or NAME:WEIGHT items separated by commas") from None
+
+
+@app.command()
+def generate(
+    config: ConfigOpt = None,
+    backend: Annotated[Optional[str], typer.Option(help="local | openai")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (served model, or a local short name/dir).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://localhost:8000/v1")] = None,
+    num_examples: Annotated[Optional[int], typer.Option("--num-examples", "-n")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
+    families: Annotated[Optional[str], typer.Option(help="e.g. 'short-long,sts' or 'short-long:3,sts:1'")] = None,
+    languages: Annotated[Optional[str], typer.Option(help="e.g. 'en,de,fr' or 'English:0.5,German:0.5'")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="This machine's part, i/N.")] = None,
+    task_pool: Annotated[Optional[Path], typer.Option(help="Reuse a tasks.json instead of brainstorming.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Stop before spending more (USD).")] = None,
+    max_tokens_total: Annotated[Optional[int], typer.Option(help="Stop before more tokens (in + out).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Requests in flight (openai backend).")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write synthetic training examples with an LLM (brainstorm tasks, then one example per task)."""
+    def run() -> None:
+        flags = {"backend": backend, "model": model, "base_url": base_url, "num_examples": num_examples,
+                 "output_dir": output, "shard": shard, "task_pool": task_pool, "max_cost": max_cost,
+                 "max_tokens_total": max_tokens_total, "concurrency": concurrency, "seed": seed}
+        overrides = {k: v for k, v in flags.items() if v is not None}
+        fam = _weighted(families, "--families")
+        if fam is not None:
+            overrides["families"] = fam if isinstance(fam, dict) else {f: 1.0 for f in fam}
+        langs = _weighted(languages, "--languages")
+        if langs is not None:
+            overrides["language_weights" if isinstance(langs, dict) else "languages"] = langs
+        cfg = load_config(GenerateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])), section="generate")
+        from synthembed.generate.card import summary_table
+        from synthembed.generate.run import run_generate
+
+        report = run_generate(cfg, show_progress=not quiet)
+        console.print(summary_table(report))
+        console.print(f"wrote {cfg.output_dir / 'examples.jsonl'} and {cfg.output_dir / 'data_card.md'}")
+
+    _guard(run)
+
+
+@data_app.command("merge")
+def merge(
+    output: Annotated[Path, typer.Argument(help="Directory for the merged dataset.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Shard output directories or examples.jsonl files.")],
+) -> None:
+    """Join the shards of a run into one examples.jsonl, dropping duplicates."""
+    from synthembed.data.merge import merge_examples
+
+    _guard(lambda: console.print(merge_examples(inputs, output)))
+
+
+@data_app.command("contamination")
+def contamination(
+    examples: Annotated[Path, typer.Argument(help="examples.jsonl or a run directory.")],
+    against: Annotated[list[Path], typer.Option("--against", help="Evaluation data directory or file (repeatable).")],
+    ngram: Annotated[int, typer.Option(help="Word n-gram length that counts as overlap.")] = 13,
+    report: Annotated[Optional[Path], typer.Option(help="Write the flagged examples as JSON here.")] = None,
+) -> None:
+    """Report generated examples whose text overlaps an evaluation set (n-gram overlap)."""
+    from synthembed.data.contamination import contamination_report, print_report
+
+    def run() -> None:
+        result = contamination_report(examples, against, ngram, report)
+        print_report(result, console)
+
+    _guard(run)
+
+
+def _guard(fn) -> None:
+    """Turn the errors a user can fix into one clear line and exit code 2."""
+    try:
+        fn()
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,53 @@
+"""Reading generated examples (and other JSONL) with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data; the message starts with file:line."""
+
+
+def examples_file(path: Path) -> Path:
+    """A run directory or an examples file -> the examples file."""
+    path = Path(path)
+    file = path / "examples.jsonl" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such file (expected a generate output directory or examples.jsonl)")
+    return file
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int, dict]]:
+    """(line number, row) for each non-empty line; rows must be objects holding the `required` fields."""
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            for name in required:
+                if name not in row:
+                    raise DataError(f"{path}:{lineno}: field '{name}' is missing")
+            yield lineno, row
+
+
+def read_examples(path: Path) -> Iterator[tuple[int, dict]]:
+    """Rows of a generate output, checked for the fields every family has and the family's own keys."""
+    from synthembed.tasks.families import FAMILIES
+
+    file = examples_file(path)
+    for lineno, row in read_jsonl(file, ("id", "family", "language")):
+        family = FAMILIES.get(row["family"])
+        if family is None:
+            raise DataError(f"{file}:{lineno}: field 'family': unknown {row['family']!r}; allowed: {list(FAMILIES)}")
+        for key in family.keys:
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise DataError(f"{file}:{lineno}: field '{key}' is missing or empty")
+        yield lineno, row

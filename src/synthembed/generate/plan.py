@@ -1,0 +1,128 @@
+"""Deterministic planning: which items a run (or one shard of it) asks for, each with its own seeded draws.
+
+Item `short-long-000042` draws its task, placeholders and language from a generator seeded by
+(seed, family, index) alone, so a larger run extends a smaller one and shards never overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+
+from synthembed.config import GenerateConfig
+from synthembed.generate.backends.base import ChatRequest
+from synthembed.tasks.families import FAMILIES, Family, sample_params
+from synthembed.tasks.languages import XLMR_LANGUAGES, default_weights
+
+NEAR_DUPLICATE = 90  # rapidfuzz token-sort ratio at or above which two task definitions count as one
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    family: str
+    task: str | None
+    params: dict
+    request: ChatRequest
+
+    @property
+    def language(self) -> str:
+        return self.params.get("language") or self.params["source_language"]
+
+
+def family_counts(weights: dict[str, float], total: int) -> dict[str, int]:
+    """Split `total` by weight with the largest-remainder rule, in the paper's family order."""
+    names = [f for f in FAMILIES if weights.get(f, 0) > 0]
+    norm = sum(weights[f] for f in names)
+    exact = {f: total * weights[f] / norm for f in names}
+    counts = {f: int(exact[f]) for f in names}
+    for f in sorted(names, key=lambda f: counts[f] - exact[f])[: total - sum(counts.values())]:
+        counts[f] += 1
+    return counts
+
+
+def language_table(cfg: GenerateConfig) -> tuple[list[str], list[float]]:
+    if cfg.language_weights is not None:
+        languages = list(cfg.language_weights)
+        return languages, [cfg.language_weights[k] for k in languages]
+    weights = default_weights(cfg.languages or XLMR_LANGUAGES)
+    return list(weights), list(weights.values())
+
+
+def brainstorm_requests(cfg: GenerateConfig) -> Iterator[tuple[str, int, ChatRequest]]:
+    """(family, call index, request) for every asymmetric family the run asks for."""
+    for name, family in FAMILIES.items():
+        if family.brainstorm is None or cfg.families.get(name, 0) <= 0:
+            continue
+        for call in range(cfg.brainstorm_calls):
+            seed = _derive_seed(cfg.seed, "brainstorm", name, call)
+            yield name, call, ChatRequest(family.brainstorm, cfg.temperature, cfg.top_p, cfg.max_tokens, seed)
+
+
+def dedupe_tasks(tasks: Sequence[str]) -> list[str]:
+    """Drop exact (case/space-insensitive) and near duplicates, keeping the first of each."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    for task in tasks:
+        norm = normalize(task)
+        if not norm or norm in seen:
+            continue
+        if any(fuzz.token_sort_ratio(norm, normalize(k)) >= NEAR_DUPLICATE for k in kept):
+            continue
+        seen.add(norm)
+        kept.append(task.strip())
+    return kept
+
+
+def plan_items(cfg: GenerateConfig, pool: dict[str, list[str]]) -> list[Item]:
+    """The items of this run's shard, in a stable order."""
+    languages, weights = language_table(cfg)
+    shard, shards = cfg.shard_index
+    items = []
+    ordinal = 0
+    for name, count in family_counts(cfg.families, cfg.num_examples).items():
+        family = FAMILIES[name]
+        for index in range(count):
+            ordinal += 1
+            if (ordinal - 1) % shards != shard:
+                continue
+            if family.brainstorm is not None and not pool.get(name):
+                continue  # no task survived brainstorming; reported by the caller
+            items.append(_plan_item(cfg, family, index, pool.get(name, []), languages, weights))
+    return items
+
+
+def _plan_item(cfg, family: Family, index: int, tasks, languages, weights) -> Item:
+    rng = random.Random(f"{cfg.seed}:{family.name}:{index}")
+    task = rng.choice(tasks) if family.brainstorm is not None else None
+    params = sample_params(family, rng)
+    language = rng.choices(languages, weights)[0]
+    if family.name == "bitext":  # one side English, the other a sampled language, in either direction
+        others = [(lang, w) for lang, w in zip(languages, weights) if lang != "English"] or [("English", 1.0)]
+        other = rng.choices([o[0] for o in others], [o[1] for o in others])[0]
+        source, target = ("English", other) if rng.random() < 0.5 else (other, "English")
+        params.update(source_language=source, target_language=target)
+    else:
+        params["language"] = language
+    prompt = family.render(task, params)
+    seed = rng.randrange(2**31)
+    request = ChatRequest(prompt, cfg.temperature, cfg.top_p, cfg.max_tokens, seed, json_object=cfg.json_mode)
+    return Item(f"{family.name}-{index:06d}", family.name, task, params, request)
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def content_hash(family: str, output: dict, keys: Sequence[str]) -> str:
+    joined = "\x1f".join([family, *(normalize(str(output.get(k, ""))) for k in keys)])
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
+def _derive_seed(*parts) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:4], "big") >> 1
