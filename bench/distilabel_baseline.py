@@ -37,14 +37,14 @@ FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.S)
 
 
 def parse_json(text):
-    """json.loads after stripping a surrounding code fence; None when it is not valid JSON."""
+    """json.loads after stripping a surrounding code fence; (ok, value)."""
     if text is None:
-        return None
+        return False, None
     m = FENCE.match(text)
     try:
-        return json.loads(m.group(1) if m else text)
+        return True, json.loads(m.group(1) if m else text)
     except ValueError:
-        return None
+        return False, None
 
 
 def cpu_seconds():
@@ -108,14 +108,16 @@ def main():
         os.dup2(real_stdout, 1)
         os.close(real_stdout)
 
+    # Outputs come back grouped; write them in prompt-file order.
+    by_id = {o["id"]: o for o in outputs}
     returned = parsed = 0
     with open(args.out, "w") as f:
-        for o in outputs:
-            gen = o.get("generation")
-            obj = parse_json(gen)
+        for r in rows:
+            gen = by_id.get(r["id"], {}).get("generation")
+            ok, obj = parse_json(gen)
             returned += gen is not None
-            parsed += obj is not None
-            f.write(json.dumps({"id": o["id"], "generation": gen, "parsed": obj}) + "\n")
+            parsed += ok
+            f.write(json.dumps({"id": r["id"], "generation": gen, "parsed": obj}) + "\n")
     print(json.dumps({"requested": len(rows), "returned": returned, "parsed": parsed,
                       "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}), flush=True)
 

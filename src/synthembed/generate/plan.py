@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from synthembed.config import GenerateConfig
 from synthembed.generate.backends.base import ChatRequest
@@ -65,17 +66,29 @@ def brainstorm_requests(cfg: GenerateConfig) -> Iterator[tuple[str, int, ChatReq
 
 
 def dedupe_tasks(tasks: Sequence[str]) -> list[str]:
-    """Drop exact (case/space-insensitive) and near duplicates, keeping the first of each."""
+    """Drop exact (case/space-insensitive) and near duplicates, keeping the first of each.
+
+    Near duplicates are compared only with kept tasks that share one of the new task's three rarest words:
+    two definitions this similar share nearly all words, and the index keeps the paper's ~150k tasks fast.
+    """
     kept: list[str] = []
+    norms: list[str] = []
+    postings: dict[str, list[int]] = defaultdict(list)
     seen: set[str] = set()
     for task in tasks:
         norm = normalize(task)
         if not norm or norm in seen:
             continue
-        if any(fuzz.token_sort_ratio(norm, normalize(k)) >= NEAR_DUPLICATE for k in kept):
-            continue
         seen.add(norm)
+        words = set(norm.split())
+        rare = sorted(words, key=lambda w: (len(postings[w]), w))[:3]
+        candidates = [norms[i] for i in {i for w in rare for i in postings[w]}]
+        if process.extractOne(norm, candidates, scorer=fuzz.token_sort_ratio, score_cutoff=NEAR_DUPLICATE):
+            continue
+        for w in words:
+            postings[w].append(len(kept))
         kept.append(task.strip())
+        norms.append(norm)
     return kept
 
 

@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     app = create_app(a.data, a.latency_ms, json.loads(a.script), json.loads(a.every), a.log,
                      a.retry_after, a.hang_s)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto must be IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on such sockets, and without
+    # it every reply stalls ~40 ms on Nagle + delayed ACK (headers and body are written separately).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", a.port))
     print(f"port {sock.getsockname()[1]}", flush=True)

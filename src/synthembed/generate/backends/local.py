@@ -1,0 +1,332 @@
+"""A backend that runs a small chat model in-process with transformers, micro-batching concurrent requests.
+
+    backend = LocalBackend("smollm2-135m")          # an offline short name or a local HF directory
+    done = await backend.complete(ChatRequest(prompt, temperature=1.0, seed=7, json_object=True))
+
+Concurrent `complete()` calls queue up; one worker takes up to `batch_size` of them (waiting a few ms for
+more) and runs ONE batched `model.generate` in a thread (left padding, the model's chat template).
+
+Sampling is done per row by our own logits processor, each row drawing from its own generator seeded by
+its request's seed: a request's text depends on its seed, not on which other requests share its batch,
+so requests with different temperature / top_p / max_tokens / json_object can share a batch.
+
+With `json_object=True` (and `constrained`), lm-format-enforcer masks the vocabulary at every step so the
+output is a syntactically valid JSON object (unless `max_tokens` cuts it: finish_reason "length").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from synthembed.generate.backends.base import BackendError, ChatRequest, Completion
+
+log = logging.getLogger(__name__)
+
+_ANY_OBJECT = {"type": "object"}  # generic JSON object: any keys, any values
+
+
+@dataclass
+class _Pending:
+    request: ChatRequest
+    future: asyncio.Future
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        batch_size: int = 16,
+        dtype: str = "auto",
+        max_new_tokens_cap: int | None = None,
+        constrained: bool = True,
+        batch_wait_s: float = 0.01,
+    ):
+        self.model = str(model)
+        self.batch_size = batch_size
+        self.max_concurrency = batch_size * 2
+        self.dtype_name = dtype
+        self.max_new_tokens_cap = max_new_tokens_cap
+        self.constrained = constrained
+        self.batch_wait_s = batch_wait_s
+        self.batch_sizes: list[int] = []  # one entry per generate call, for logs and tests
+        self.tokens_out = 0
+        self.generate_s = 0.0
+        self._lm = self._tok = None
+        self._enforcer_data = None
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._closed = False
+
+    # --- the Backend protocol -------------------------------------------------------------------------
+    async def complete(self, request: ChatRequest) -> Completion:
+        if self._closed:
+            raise BackendError("LocalBackend is closed")
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._work(), name="local-backend-worker")
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            await self._queue.put(None)
+            await self._worker
+            self._worker = None
+        self._lm = self._tok = self._enforcer_data = None
+
+    # --- batching ------------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = loop.time() + self.batch_wait_s
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            batch = [p for p in batch if not p.future.done()]  # callers that gave up
+            if not batch:
+                continue
+            try:
+                results = await asyncio.to_thread(self._generate, [p.request for p in batch])
+            except Exception as exc:  # one failed batch fails its requests, not the backend
+                log.exception("local generation failed for a batch of %d", len(batch))
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(BackendError(f"local generation failed: {exc!r}"))
+                continue
+            for p, result in zip(batch, results):
+                if not p.future.done():
+                    p.future.set_result(result)
+        while not self._queue.empty():  # closed with requests still queued
+            item = self._queue.get_nowait()
+            if item is not None and not item.future.done():
+                item.future.set_exception(BackendError("LocalBackend closed"))
+
+    # --- the model -----------------------------------------------------------------------------------
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from synthembed.model.offline import resolve
+
+        path = resolve(self.model)
+        dtype = pick_dtype(self.dtype_name)
+        t0 = time.perf_counter()
+        self._tok = AutoTokenizer.from_pretrained(path)
+        self._tok.padding_side = "left"
+        if self._tok.pad_token_id is None:
+            self._tok.pad_token = self._tok.eos_token
+        self._lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        eos = self._lm.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos]) | {self._tok.eos_token_id}
+        self._eos = sorted(e for e in eos if e is not None)
+        if self._tok.chat_template is None:
+            log.warning("%s has no chat template: prompts go to the model as raw text", path)
+        log.info("loaded %s (%s) in %.1f s", path, dtype, time.perf_counter() - t0)
+
+    def _prompt_text(self, prompt: str) -> str:
+        if self._tok.chat_template is None:
+            return prompt
+        messages = [{"role": "user", "content": prompt}]
+        return self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        if self._lm is None:
+            self._load()
+        tok = self._tok
+        enc = tok([self._prompt_text(r.prompt) for r in requests], return_tensors="pt", padding=True,
+                  add_special_tokens=False)
+        prompt_len = enc["input_ids"].shape[1]
+        budgets = [min(r.max_tokens, self.max_new_tokens_cap or r.max_tokens) for r in requests]
+        processors = LogitsProcessorList()
+        json_rows = [i for i, r in enumerate(requests) if r.json_object and self.constrained]
+        if json_rows:
+            processors.append(JsonObjectConstraint(self._json_tokenizer_data(), json_rows, prompt_len, self._eos))
+        processors.append(RowSampler(requests))
+        config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
+                                  eos_token_id=self._eos)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self._lm.generate(**enc, generation_config=config, logits_processor=processors,
+                                    stopping_criteria=StoppingCriteriaList([RowBudget(budgets, prompt_len)]))
+        seconds = time.perf_counter() - t0
+        results = []
+        for i, row in enumerate(out[:, prompt_len:].tolist()):
+            row = row[: budgets[i]]
+            stop = next((k for k, t in enumerate(row) if t in self._eos), None)
+            generated = row if stop is None else row[:stop]
+            results.append(Completion(
+                text=tok.decode(generated, skip_special_tokens=True),
+                tokens_in=int(enc["attention_mask"][i].sum()),
+                tokens_out=len(row) if stop is None else stop + 1,
+                finish_reason="length" if stop is None else "stop",
+                usage_from="tokenizer",
+            ))
+        n_out = sum(c.tokens_out for c in results)
+        self.batch_sizes.append(len(requests))
+        self.tokens_out += n_out
+        self.generate_s += seconds
+        log.debug("batch of %d (%d json): %d tokens out in %.1f s (%.0f tok/s)", len(requests), len(json_rows),
+                  n_out, seconds, n_out / max(seconds, 1e-9))
+        return results
+
+    def _json_tokenizer_data(self):
+        if self._enforcer_data is None:
+            t0 = time.perf_counter()
+            self._enforcer_data = json_tokenizer_data(self._tok, self._lm.config.vocab_size)
+            log.info("built the JSON constraint's vocabulary index in %.1f s", time.perf_counter() - t0)
+        return self._enforcer_data
+
+
+# --- dtype -------------------------------------------------------------------------------------------
+_CPU_BF16_FASTER: bool | None = None
+
+
+def pick_dtype(name: str) -> torch.dtype:
+    """"auto": bf16 where it is faster than fp32 (measured once on CPU with a decode-shaped matmul)."""
+    if name != "auto":
+        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32,
+                "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}[name]
+    global _CPU_BF16_FASTER
+    if _CPU_BF16_FASTER is None:
+        _CPU_BF16_FASTER = os.environ.get("SYNTHEMBED_CPU_DTYPE", "").lower() != "fp32" and _bf16_speedup() > 1.2
+    return torch.bfloat16 if _CPU_BF16_FASTER else torch.float32
+
+
+def _bf16_speedup() -> float:
+    def seconds(dtype):
+        x, w = torch.randn(16, 1024, dtype=dtype), torch.randn(4096, 1024, dtype=dtype)
+        for _ in range(3):
+            torch.nn.functional.linear(x, w)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            torch.nn.functional.linear(x, w)
+        return time.perf_counter() - t0
+
+    speedup = seconds(torch.float32) / seconds(torch.bfloat16)
+    log.info("CPU bf16 matmul is %.1fx fp32", speedup)
+    return speedup
+
+
+# --- logits processors -------------------------------------------------------------------------------
+class RowSampler:
+    """Per-row temperature / top-p sampling, each row with its own seeded generator.
+
+    Returns scores that are -inf except at the drawn token, so greedy decoding in `generate` picks it.
+    temperature 0 means greedy.
+    """
+
+    def __init__(self, requests: list[ChatRequest]):
+        self.temperature = torch.tensor([r.temperature for r in requests], dtype=torch.float32)
+        self.top_p = torch.tensor([r.top_p for r in requests], dtype=torch.float32)
+        self.generators = []
+        for r in requests:
+            g = torch.Generator()
+            g.manual_seed(r.seed if r.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+            self.generators.append(g)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float()  # (batch, vocab)
+        greedy_token = scores.argmax(-1)  # (batch,)
+        probs = torch.softmax(scores / self.temperature.clamp_min(1e-4)[:, None], dim=-1)
+        if bool((self.top_p < 1).any()):
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs = probs * ((probs.cumsum(-1) - probs) < self.top_p[:, None])  # keep the nucleus (>= 1 token)
+        else:
+            order = None
+        cdf = probs.cumsum(-1)  # (batch, vocab)
+        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]) * cdf[:, -1]  # (batch,)
+        pick = torch.searchsorted(cdf, u[:, None].contiguous()).clamp_max(scores.shape[-1] - 1)  # (batch, 1)
+        token = (order.gather(1, pick) if order is not None else pick)[:, 0]
+        token = torch.where(self.temperature <= 0, greedy_token, token)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, token[:, None], 0.0)
+
+
+class RowBudget:
+    """Stopping criterion: row i is done after budgets[i] new tokens."""
+
+    def __init__(self, budgets: list[int], prompt_len: int):
+        self.budgets = torch.tensor(budgets)
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return (input_ids.shape[1] - self.prompt_len) >= self.budgets
+
+
+def json_tokenizer_data(tokenizer, vocab_size: int):
+    """lm-format-enforcer's per-tokenizer index (its transformers integration does not import on v5)."""
+    from lmformatenforcer import TokenEnforcerTokenizerData
+
+    special = set(tokenizer.all_special_ids)
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    regular = []
+    for token in range(min(vocab_size, len(tokenizer))):
+        if token in special:
+            continue
+        after_zero = tokenizer.decode([zero, token])[1:]  # keeps a leading space that decode([token]) drops
+        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+
+    def decode(tokens: list[int]) -> str:
+        return tokenizer.decode(tokens).rstrip("\ufffd")
+
+    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
+
+
+class JsonObjectConstraint:
+    """Masks the scores of the given rows to tokens that keep their output a valid JSON-object prefix."""
+
+    def __init__(self, tokenizer_data, rows: list[int], prompt_len: int, eos: list[int], schema: dict | None = None):
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        # The parser's state depends on the generated tokens only, so those key the enforcer's cache.
+        self.enforcer = TokenEnforcer(tokenizer_data, JsonSchemaParser(schema or _ANY_OBJECT))
+        self.rows = rows
+        self.prompt_len = prompt_len
+        self.eos = set(eos)
+        self._index_cache: dict[int, tuple[object, torch.Tensor]] = {}
+
+    def _allowed(self, generated: list[int], vocab: int) -> torch.Tensor:
+        allowed = self.enforcer.get_allowed_tokens(generated).allowed_tokens
+        hit = self._index_cache.get(id(allowed))
+        if hit is None or hit[0] is not allowed:  # the enforcer reuses list objects for repeated states
+            index = torch.tensor(allowed, dtype=torch.long)
+            hit = self._index_cache[id(allowed)] = (allowed, index[index < vocab])
+        return hit[1]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(len(self.rows), scores.shape[-1], dtype=torch.bool)  # (json rows, vocab)
+        for j, i in enumerate(self.rows):
+            generated = input_ids[i, self.prompt_len:].tolist()
+            if generated and generated[-1] in self.eos:  # finished row: generate pads it, nothing to enforce
+                mask[j] = True
+                continue
+            mask[j, self._allowed(generated, scores.shape[-1])] = True
+        scores = scores.clone()
+        scores[self.rows] = scores[self.rows].masked_fill(~mask, float("-inf"))
+        return scores

@@ -1,0 +1,268 @@
+"""Cheap sanity checks on one parsed synthetic example, before it enters the training set.
+
+`check()` returns None for a usable example, else a short reason code (first failing rule):
+missing_key, not_string, empty_field, positive_equals_negative, query_copied, too_short,
+too_long, wrong_language. The rules are deliberately lenient: losing good data costs more
+than keeping an odd example, so each rule only fires on clear failures.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+KEYS = {
+    "short-long": ("user_query", "positive_document", "hard_negative_document"),
+    "long-short": ("input_text", "label", "misleading_label"),
+    "short-short": ("input", "positive_document"),
+    "long-long": ("input", "positive_document"),
+    "sts": ("S1", "S2", "S3"),
+    "bitext": ("S1", "S2", "S3"),
+}
+# Pairs that must differ, and (query, document) pairs where the query must not be pasted in.
+_DISTINCT = {"short-long": ("positive_document", "hard_negative_document"),
+             "long-short": ("label", "misleading_label"), "sts": ("S2", "S3"), "bitext": ("S2", "S3")}
+_COPY = {"short-long": ("user_query", "positive_document"), "short-short": ("input", "positive_document"),
+         "long-long": ("input", "positive_document")}
+
+MIN_FRACTION = 0.4  # documents must reach this share of the requested word count
+SHORT_MAX_WORDS = 40  # "very short (a sentence or a phrase)"
+LONG_LONG_WORDS = 300
+MIN_COPY_WORDS = 5  # keyword queries of <= 4 words are fine as a document title
+
+# --- word counting ------------------------------------------------------------------------
+# Scripts written without spaces: estimate words from characters (CJK ~1.5 chars per word,
+# Thai/Lao/Khmer/Burmese/Tibetan ~4).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_SEA = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
+_CJK_RE = re.compile(f"[{_CJK}]")
+_SEA_RE = re.compile(f"[{_SEA}]")
+_UNSPACED_RE = re.compile(f"[{_CJK}{_SEA}]+")
+_WORD_RE = re.compile(r"\w+")
+
+
+def count_words(text: str) -> float:
+    spaced = _UNSPACED_RE.sub(" ", text)
+    return (sum(1 for tok in spaced.split() if _WORD_RE.search(tok))
+            + len(_CJK_RE.findall(text)) / 1.5 + len(_SEA_RE.findall(text)) / 4.0)
+
+
+def _norm(s: str) -> str:
+    return " ".join(s.split()).casefold().strip(" .!?。！？")
+
+
+_PUNCT = "\"'.,;:!?()[]{}<>«»“”‘’„…¿¡-–—/*#。、，！？：；（）「」『』"
+
+
+def _bare(s: str) -> str:
+    """Casefolded words without edge punctuation, for verbatim-containment tests."""
+    return " ".join(w for w in (t.strip(_PUNCT) for t in s.casefold().split()) if w)
+
+
+# --- length rules --------------------------------------------------------------------------
+_BOUND_RE = re.compile(r"(less than|fewer than|at most|at least|more than)?\s*(\d+)", re.I)
+
+
+def _length_reason(family: str, out: dict, params: dict) -> str | None:
+    if family == "short-long":
+        target = _as_int(params.get("num_words"))
+        if target:
+            for key in ("positive_document", "hard_negative_document"):
+                if count_words(out[key]) < MIN_FRACTION * target:
+                    return "too_short"
+    elif family == "long-short":
+        m = _BOUND_RE.search(str(params.get("num_words") or ""))
+        if m:
+            kind, n, words = (m.group(1) or "at least").lower(), int(m.group(2)), count_words(out["input_text"])
+            if kind in ("less than", "fewer than", "at most"):
+                if words > 2 * n + 5:  # generous: "less than 10" still allows a long sentence
+                    return "too_long"
+            elif words < MIN_FRACTION * n:
+                return "too_short"
+    elif family == "short-short":
+        if any(count_words(out[k]) > SHORT_MAX_WORDS for k in KEYS[family]):
+            return "too_long"
+    elif family == "long-long":
+        if any(count_words(out[k]) < MIN_FRACTION * LONG_LONG_WORDS for k in KEYS[family]):
+            return "too_short"
+    return None
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- main entry ----------------------------------------------------------------------------
+def check(family: str, output: dict, params: dict, language: str | None = None) -> str | None:
+    """None when `output` is a usable example of `family`, else a short reason code.
+
+    The example's language comes from `language`, else params["language"]; bitext reads
+    params["source_language"] (S1) and params["target_language"] (S2, S3).
+    """
+    keys = KEYS.get(family)
+    if keys is None:
+        raise ValueError(f"unknown task family {family!r}")
+    if any(k not in output for k in keys):
+        return "missing_key"
+    if any(not isinstance(output[k], str) for k in keys):
+        return "not_string"
+    if any(not output[k].strip() for k in keys):
+        return "empty_field"
+    if family in _DISTINCT:
+        a, b = _DISTINCT[family]
+        if _norm(output[a]) == _norm(output[b]):
+            return "positive_equals_negative"
+    if family in _COPY:
+        q, d = _COPY[family]
+        query = _bare(output[q])
+        if count_words(output[q]) >= MIN_COPY_WORDS and query and query in _bare(output[d]):
+            return "query_copied"
+    reason = _length_reason(family, output, params)
+    if reason:
+        return reason
+    lang = language or params.get("language")
+    if family == "bitext":
+        groups = [(params.get("source_language") or lang, [output["S1"]]),
+                  (params.get("target_language"), [output["S2"], output["S3"]])]
+    else:
+        groups = [(lang, [output[k] for k in keys])]
+    if any(name and _wrong_language(texts, name) for name, texts in groups):
+        return "wrong_language"
+    return None
+
+
+# --- language identification ---------------------------------------------------------------
+# Two stages. (1) Script: a text with almost no letters of the expected script is in another
+# language; cheap, exact, and works for languages lingua lacks. (2) lingua, only for scripts that
+# several languages share, judging each field alone: the group is wrong only when every field
+# long enough to judge is confidently another, unrelated language. Capitalised words (names,
+# acronyms) are dropped first: foreign names in an English sentence otherwise sway lingua.
+_SCRIPTS = {
+    "latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff", "cyrillic": "\u0400-\u052f",
+    "greek": "\u0370-\u03ff\u1f00-\u1fff", "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+    "hebrew": "\u0590-\u05ff", "devanagari": "\u0900-\u097f", "bengali": "\u0980-\u09ff",
+    "gurmukhi": "\u0a00-\u0a7f", "gujarati": "\u0a80-\u0aff", "oriya": "\u0b00-\u0b7f", "tamil": "\u0b80-\u0bff",
+    "telugu": "\u0c00-\u0c7f", "kannada": "\u0c80-\u0cff", "malayalam": "\u0d00-\u0d7f", "sinhala": "\u0d80-\u0dff",
+    "thai": "\u0e00-\u0e7f", "lao": "\u0e80-\u0eff", "tibetan": "\u0f00-\u0fff", "myanmar": "\u1000-\u109f",
+    "georgian": "\u10a0-\u10ff", "armenian": "\u0530-\u058f", "ethiopic": "\u1200-\u139f", "khmer": "\u1780-\u17ff",
+    "hangul": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af", "han": "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff",
+    "kana": "\u3040-\u30ff",
+}
+_NON_LATIN = {
+    "cyrillic": "russian ukrainian belarusian bulgarian macedonian kazakh mongolian kyrgyz tajik",
+    "cyrillic latin": "serbian", "greek": "greek", "arabic": "arabic persian farsi urdu pashto sindhi uyghur",
+    "hebrew": "hebrew yiddish", "devanagari": "hindi marathi nepali sanskrit", "bengali": "bengali assamese",
+    "gurmukhi arabic": "punjabi panjabi", "gujarati": "gujarati", "oriya": "oriya odia", "tamil": "tamil",
+    "telugu": "telugu", "kannada": "kannada", "malayalam": "malayalam", "sinhala": "sinhala", "thai": "thai",
+    "lao": "lao", "tibetan": "tibetan", "myanmar": "burmese", "georgian": "georgian", "armenian": "armenian",
+    "ethiopic": "amharic tigrinya", "khmer": "khmer", "hangul": "korean", "han": "chinese", "han kana": "japanese",
+}
+_SCRIPT_OF = {lang: tuple(scripts.split()) for scripts, langs in _NON_LATIN.items() for lang in langs.split()}
+_LATIN_EXTRA = set("galician breton frisian gaelic hausa javanese sundanese malagasy oromo uzbek".split())
+_SHARED = {"latin", "cyrillic", "arabic", "devanagari"}  # scripts where lingua must tell languages apart
+_ALIASES = {"SLOVENIAN": "SLOVENE", "NORWEGIAN": "BOKMAL", "NORWEGIAN_BOKMAL": "BOKMAL", "NORWEGIAN_NYNORSK": "NYNORSK",
+            "FILIPINO": "TAGALOG", "FARSI": "PERSIAN", "PANJABI": "PUNJABI", "MANDARIN": "CHINESE", "LUGANDA": "GANDA",
+            "SESOTHO": "SOTHO", "SOUTHERN_SOTHO": "SOTHO", "MODERN_GREEK": "GREEK", "SWAHILI_(MACROLANGUAGE)": "SWAHILI"}
+# Languages lingua confuses with each other on short texts, and that a generator may legitimately mix.
+_RELATED = [
+    "MALAY INDONESIAN", "BOKMAL NYNORSK DANISH SWEDISH", "CROATIAN SERBIAN BOSNIAN SLOVENE MACEDONIAN",
+    "CZECH SLOVAK", "SPANISH CATALAN PORTUGUESE", "HINDI MARATHI", "AFRIKAANS DUTCH", "PERSIAN URDU ARABIC",
+    "RUSSIAN UKRAINIAN BELARUSIAN BULGARIAN MACEDONIAN", "SERBIAN MACEDONIAN BULGARIAN",
+]
+_ALLOWED: dict[str, set[str]] = {}
+for _group in _RELATED:
+    for _name in _group.split():
+        _ALLOWED.setdefault(_name, set()).update(_group.split())
+
+LANGID_MIN_LETTERS = 20  # shorter fields are not judged
+LANGID_MAX_CHARS = 300  # lingua sees at most this much of each field (speed)
+SCRIPT_MIN_SHARE = 0.2  # below this share of expected-script letters a text is foreign
+EXPECTED_MAX_CONF = 0.05  # lingua's confidence in the expected language must be below this ...
+OTHER_MIN_CONF = 0.5  # ... and its top language at least this, to call a field foreign
+
+_LETTER_RE = re.compile(r"[^\W\d_]")
+_CJK_ANY_RE = re.compile(f"[{_SCRIPTS['han']}{_SCRIPTS['kana']}]")
+_KANA_RE = re.compile(f"[{_SCRIPTS['kana']}]")
+_CAPITALISED_RE = re.compile(r"\b[^\W\d_]*[A-Z\u00c0-\u00de\u0400-\u042f][\w'’-]*")
+
+
+@lru_cache(maxsize=None)
+def _script_re(scripts: tuple[str, ...]) -> re.Pattern:
+    return re.compile("[" + "".join(_SCRIPTS[s] for s in scripts) + "]")
+
+
+@lru_cache(maxsize=None)
+def _lingua_language(name: str):
+    from lingua import Language
+
+    key = re.sub(r"\s+", "_", name.strip().upper())
+    return getattr(Language, _ALIASES.get(key, key), None)
+
+
+# Candidate languages: the expected one, its close relatives, and the languages a generator
+# plausibly slips into. Leaving out rare languages keeps lingua from "finding" Latin, Tagalog or
+# Yoruba in a short English phrase full of foreign names.
+_COMMON = ("ENGLISH GERMAN FRENCH SPANISH CHINESE RUSSIAN JAPANESE ARABIC ITALIAN PORTUGUESE DUTCH POLISH "
+           "TURKISH VIETNAMESE INDONESIAN HINDI KOREAN").split()
+SHORT_TEXT_CHARS = 120  # below this lingua's low-accuracy mode is unreliable ...
+HIGH_ACCURACY_SHORT_TEXTS = True  # ... so use its high-accuracy models (~15 MB per language), or skip
+
+
+@lru_cache(maxsize=None)
+def _detectors(language):
+    from lingua import Language, LanguageDetectorBuilder
+
+    names = set(_COMMON) | _ALLOWED.get(language.name, set()) | {language.name}
+    builder = LanguageDetectorBuilder.from_languages(*(getattr(Language, n) for n in sorted(names)))
+    return builder.build(), builder.with_low_accuracy_mode().build()
+
+
+def _scripts_for(name: str) -> tuple[str, ...] | None:
+    key = name.strip().lower()
+    if key in _SCRIPT_OF:
+        return _SCRIPT_OF[key]
+    if key in _LATIN_EXTRA or _lingua_language(name) is not None:
+        return ("latin",)
+    return None
+
+
+def _wrong_language(texts: list[str], name: str) -> bool:
+    scripts = _scripts_for(name)
+    if scripts is None:
+        return False  # a language we know nothing about: never reject
+    joined = " ".join(texts)
+    letters = len(_LETTER_RE.findall(joined))
+    if letters < LANGID_MIN_LETTERS:
+        return False
+    cjk = len(_CJK_ANY_RE.findall(joined))
+    weight = 3 if {"han", "kana"} & set(scripts) else 1  # one CJK character carries ~ a word
+    expected = len(_script_re(scripts).findall(joined)) * weight
+    if expected < SCRIPT_MIN_SHARE * (letters + 2 * cjk):
+        return True
+    if scripts == ("han",):  # Chinese never needs kana; a kana-rich text is Japanese
+        return len(_KANA_RE.findall(joined)) > SCRIPT_MIN_SHARE * cjk
+    language = _lingua_language(name)
+    if language is None or not _SHARED & set(scripts):
+        return False
+    allowed = _ALLOWED.get(language.name, set()) | {language.name}
+    high, low = _detectors(language)
+    verdicts = []
+    fields = [_CAPITALISED_RE.sub(" ", t[:LANGID_MAX_CHARS]) for t in texts]
+    fields = [t for t in fields if len(_LETTER_RE.findall(t)) >= LANGID_MIN_LETTERS] or [" ".join(fields)]
+    for text in fields:
+        if len(_LETTER_RE.findall(text)) < LANGID_MIN_LETTERS:
+            continue
+        short = len(text) < SHORT_TEXT_CHARS
+        if short and not HIGH_ACCURACY_SHORT_TEXTS:
+            continue
+        values = (high if short else low).compute_language_confidence_values(text)
+        top = values[0]
+        mine = next((v.value for v in values if v.language == language), 0.0)
+        if top.language.name in allowed or mine >= EXPECTED_MAX_CONF:
+            return False  # one field plausibly in the expected language is enough
+        if top.value >= OTHER_MIN_CONF:
+            verdicts.append(top.language.name)
+    return bool(verdicts)
