@@ -10,7 +10,7 @@ Prints one JSON line on stdout: requested, returned, parsed, wall_s, cpu_s.
 
 distilabel sets generation kwargs per step, not per row, so rows are grouped by
 (json_object, max_tokens, temperature, top_p) and each group gets its own
-LoadDataFromDicts -> TextGeneration branch; groups run one after another so at most
+LoadDataFromDicts -> TextGeneration pipeline run; groups run one after another so at most
 `concurrency` requests are in flight. OpenAILLM has no `seed` argument, so seeds are not sent.
 """
 

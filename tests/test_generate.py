@@ -18,13 +18,18 @@ from synthembed.testing.replay_server import ReplayServer
 from synthembed.data.merge import merge_examples
 from synthembed.tasks.families import FAMILIES
 
-# long-long is left out: the replayed data set has no long-long rows (the server would answer with short ones).
+# Ask only for what the replayed data set holds, so that every valid reply fits its request: no long-long
+# rows, retrieval documents of 50 words (the replayed ones are 50 to 150), classification inputs of any length (the data set was made
+# without that placeholder), and the languages every family has rows in.
 REPLAYED = {"short-long": 1.0, "long-short": 1.0, "short-short": 1.0, "sts": 1.0, "bitext": 1.0}
+PLACEHOLDERS = {"short-long": {"num_words": [50]}, "long-short": {"num_words": ["at least 10"]}}
+LANGUAGES = ["English", "German", "French", "Spanish", "Chinese", "Japanese", "Russian"]
 
 
 def config(tmp_path, server, task_pool, **kw) -> GenerateConfig:
     settings = dict(output_dir=tmp_path / "run", backend="openai", model="replay", base_url=server.base_url,
-                    num_examples=30, families=REPLAYED, task_pool=task_pool, concurrency=8, timeout_s=5,
+                    num_examples=30, families=REPLAYED, task_pool=task_pool, concurrency=8,
+                    placeholders=PLACEHOLDERS, languages=LANGUAGES, timeout_s=5,
                     max_retries=4)
     return GenerateConfig(**{**settings, **kw})
 
@@ -37,14 +42,18 @@ def test_every_valid_replayed_output_is_kept(tmp_path, frontier, task_pool):
     with ReplayServer(frontier) as server:
         cfg = config(tmp_path, server, task_pool, num_examples=60)
         report = run_generate(cfg, show_progress=False)
-    assert (report.requested, report.returned, report.kept, report.failed) == (60, 60, 60, 0)
+        log = server.log()
+    # The server may replay one recorded row for two prompts; the second copy is rejected as a duplicate.
+    distinct = len({json.dumps(reply, sort_keys=True) for reply in _replies(cfg)})
+    assert (report.requested, report.returned, report.failed, len(log)) == (60, 60, 0, 60)
+    assert report.kept == distinct and set(report.rejected) <= {"duplicate"}
     rows = read_rows(cfg.output_dir / "examples.jsonl")
-    assert len(rows) == 60 and len({r["id"] for r in rows}) == 60
+    assert len(rows) == report.kept and len({r["id"] for r in rows}) == report.kept
     for row in rows:
         assert all(isinstance(row[k], str) and row[k] for k in FAMILIES[row["family"]].keys)
         assert row["model"] == "replay" and len(row["key"]) == 32
     card = json.loads((cfg.output_dir / "data_card.json").read_text())
-    assert card["kept"] == 60 and sum(card["by_family"].values()) == 60
+    assert card["kept"] == report.kept and sum(card["by_family"].values()) == report.kept
     assert report.tokens_in > 0 and report.tokens_out > 0
 
 
@@ -58,15 +67,17 @@ def test_faults_are_retried_or_rejected_with_a_reason(tmp_path, frontier, task_p
         log = server.log()
     # 429, 500 and the hang are retried and then answered; four replies are malformed, one is in German.
     assert report.failed == 0 and report.returned == 20
-    assert report.rejected == {"truncated_json": 1, "missing_key": 1, "empty": 1, "wrong_language": 1}
-    assert report.kept == 16
+    faults = {reason: n for reason, n in report.rejected.items() if reason != "duplicate"}
+    assert faults == {"truncated_json": 1, "missing_key": 1, "empty": 1, "wrong_language": 1}
+    assert report.kept + report.rejected["duplicate"] == 16
     retried = {entry["sha"] for entry in log if entry["fault"] in {"429", "500", "hang"}}
     assert len(retried) == 3 and all(sum(e["sha"] == sha for e in log) == 2 for sha in retried)
     first_429 = next(e for e in log if e["fault"] == "429")
     retry = next(e for e in log if e["sha"] == first_429["sha"] and e["n"] != first_429["n"])
     assert retry["t"] - first_429["t"] >= 0.95  # Retry-After: 1 honoured
     rejected = read_rows(cfg.output_dir / "rejected.jsonl")
-    assert sorted(r["reason"] for r in rejected) == ["empty", "missing_key", "truncated_json", "wrong_language"]
+    assert sorted(r["reason"] for r in rejected if r["reason"] != "duplicate") == [
+        "empty", "missing_key", "truncated_json", "wrong_language"]
     assert all(r["response"] is not None for r in rejected)  # what was returned is kept, with its reason
 
 
@@ -128,7 +139,9 @@ def test_kill_9_mid_run_then_resume_gives_each_example_once(tmp_path, frontier, 
     with ReplayServer(frontier, latency_ms=150) as server:
         cmd = [sys.executable, "-m", "synthembed.cli", "generate", "-q", "--backend", "openai", "--model", "replay",
                "--base-url", server.base_url, "-n", "80", "-o", str(out), "--task-pool", str(task_pool),
-               "--families", ",".join(REPLAYED), "--concurrency", "6"]
+               "--families", ",".join(REPLAYED), "--languages", ",".join(LANGUAGES), "--concurrency", "6",
+               "--set", "placeholders.short-long.num_words=[50]",
+               "--set", "placeholders.long-short.num_words=[at least 10]"]
         proc = subprocess.Popen(cmd, env={**os.environ, "OPENAI_API_KEY": "x"})
         ledger = out / "ledger.sqlite"
         deadline = time.monotonic() + 60
@@ -144,7 +157,14 @@ def test_kill_9_mid_run_then_resume_gives_each_example_once(tmp_path, frontier, 
     repeated = [e for e in log if e["t"] > killed_at and e["sha"] in answered]
     assert repeated == []  # nothing recorded before the kill was asked for again
     rows = read_rows(out / "examples.jsonl")
-    assert len(rows) == len({r["id"] for r in rows}) == 80
+    card = json.loads((out / "data_card.json").read_text())
+    assert card["returned"] == 80 and card["failed"] == 0  # every item answered, none lost
+    assert len(rows) == len({r["id"] for r in rows}) == card["kept"] == 80 - card["rejected"].get("duplicate", 0)
+
+
+def _replies(cfg) -> list[dict]:
+    with sqlite3.connect(cfg.output_dir / "ledger.sqlite") as db:
+        return [json.loads(text) for (text,) in db.execute("SELECT response FROM requests")]
 
 
 def _count(ledger) -> int:

@@ -37,6 +37,7 @@ class GenerateConfig(Strict):
     families: dict[str, float] = Field(default_factory=lambda: {name: 1.0 for name in FAMILIES})
     languages: list[str] | None = None  # None: the XLM-R list
     language_weights: dict[str, float] | None = None  # None: English-heavy default weighting
+    placeholders: dict[str, dict[str, list]] = Field(default_factory=dict)  # family -> placeholder -> values
     brainstorm_calls: int = Field(2, ge=1)  # per asymmetric family, ~20 tasks each
     task_pool: Path | None = None  # reuse a tasks.json (e.g. from a brainstorm-only run) instead of brainstorming
     temperature: float = Field(1.0, ge=0, le=2)
@@ -62,6 +63,20 @@ class GenerateConfig(Strict):
             raise ValueError(f"unknown family {unknown}; allowed: {list(FAMILIES)}")
         if not any(w > 0 for w in value.values()) or any(w < 0 for w in value.values()):
             raise ValueError("weights must be >= 0 with at least one > 0")
+        return value
+
+    @field_validator("placeholders")
+    @classmethod
+    def _known_placeholders(cls, value: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+        for family, lists in value.items():
+            if family not in FAMILIES:
+                raise ValueError(f"unknown family {family!r}; allowed: {list(FAMILIES)}")
+            for name, values in lists.items():
+                allowed = list(FAMILIES[family].placeholders)
+                if name not in allowed:
+                    raise ValueError(f"{family} has no placeholder {name!r}; allowed: {allowed}")
+                if not values:
+                    raise ValueError(f"{family}.{name}: give at least one value")
         return value
 
     @field_validator("languages")

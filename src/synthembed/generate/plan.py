@@ -113,7 +113,7 @@ def plan_items(cfg: GenerateConfig, pool: dict[str, list[str]]) -> list[Item]:
 def _plan_item(cfg, family: Family, index: int, tasks, languages, weights) -> Item:
     rng = random.Random(f"{cfg.seed}:{family.name}:{index}")
     task = rng.choice(tasks) if family.brainstorm is not None else None
-    params = sample_params(family, rng)
+    params = sample_params(family, rng, cfg.placeholders.get(family.name))
     language = rng.choices(languages, weights)[0]
     if family.name == "bitext":  # one side English, the other a sampled language, in either direction
         others = [(lang, w) for lang, w in zip(languages, weights) if lang != "English"] or [("English", 1.0)]

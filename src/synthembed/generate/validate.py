@@ -61,46 +61,37 @@ def _bare(s: str) -> str:
 
 # --- length rules --------------------------------------------------------------------------
 _BOUND_RE = re.compile(r"(less than|fewer than|at most|at least|more than)?\s*(\d+)", re.I)
+_BOUNDED = {"short-long": ("positive_document", "hard_negative_document"), "long-short": ("input_text",)}
 
 
 def _length_reason(family: str, out: dict, params: dict) -> str | None:
-    if family == "short-long":
-        target = _as_int(params.get("num_words"))
-        if target:
-            for key in ("positive_document", "hard_negative_document"):
-                if count_words(out[key]) < MIN_FRACTION * target:
-                    return "too_short"
-    elif family == "long-short":
-        m = _BOUND_RE.search(str(params.get("num_words") or ""))
-        if m:
-            kind, n, words = (m.group(1) or "at least").lower(), int(m.group(2)), count_words(out["input_text"])
-            if kind in ("less than", "fewer than", "at most"):
-                if words > 2 * n + 5:  # generous: "less than 10" still allows a long sentence
-                    return "too_long"
-            elif words < MIN_FRACTION * n:
-                return "too_short"
-    elif family == "short-short":
-        if any(count_words(out[k]) > SHORT_MAX_WORDS for k in KEYS[family]):
+    if family == "short-short":
+        return "too_long" if any(count_words(out[k]) > SHORT_MAX_WORDS for k in KEYS[family]) else None
+    if family == "long-long":
+        long_enough = all(count_words(out[k]) >= MIN_FRACTION * LONG_LONG_WORDS for k in KEYS[family])
+        return None if long_enough else "too_short"
+    # num_words: an int (retrieval documents) or a phrase like "less than 10" / "at least 50".
+    m = _BOUND_RE.search(str(params.get("num_words", ""))) if family in _BOUNDED else None
+    if m is None:
+        return None
+    n, upper = int(m.group(2)), (m.group(1) or "").lower() in ("less than", "fewer than", "at most")
+    for key in _BOUNDED[family]:
+        words = count_words(out[key])
+        if upper and words > 2 * n + 5:  # generous: "less than 10" still allows a long sentence
             return "too_long"
-    elif family == "long-long":
-        if any(count_words(out[k]) < MIN_FRACTION * LONG_LONG_WORDS for k in KEYS[family]):
+        if not upper and words < MIN_FRACTION * n:
             return "too_short"
     return None
 
 
-def _as_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 # --- main entry ----------------------------------------------------------------------------
-def check(family: str, output: dict, params: dict, language: str | None = None) -> str | None:
+def check(family: str, output: dict, params: dict, *, language: str | None = None,
+          check_language: bool = True) -> str | None:
     """None when `output` is a usable example of `family`, else a short reason code.
 
-    The example's language comes from `language`, else params["language"]; bitext reads
+    The language comes from `language`, else params["language"]; bitext reads
     params["source_language"] (S1) and params["target_language"] (S2, S3).
+    `check_language=False` skips the language-ID rule (the only one that loads models).
     """
     keys = KEYS.get(family)
     if keys is None:
@@ -121,7 +112,7 @@ def check(family: str, output: dict, params: dict, language: str | None = None) 
         if count_words(output[q]) >= MIN_COPY_WORDS and query and query in _bare(output[d]):
             return "query_copied"
     reason = _length_reason(family, output, params)
-    if reason:
+    if reason or not check_language:
         return reason
     lang = language or params.get("language")
     if family == "bitext":
@@ -135,19 +126,20 @@ def check(family: str, output: dict, params: dict, language: str | None = None) 
 
 
 # --- language identification ---------------------------------------------------------------
-# Two stages. (1) Script: a text with almost no letters of the expected script is in another
-# language; cheap, exact, and works for languages lingua lacks. (2) lingua, only for scripts that
-# several languages share, judging each field alone: the group is wrong only when every field
-# long enough to judge is confidently another, unrelated language. Capitalised words (names,
-# acronyms) are dropped first: foreign names in an English sentence otherwise sway lingua.
+# (1) Script: a text with almost no letters of the expected script is foreign; cheap, exact, and
+# works for languages lingua lacks. (2) lingua, only for scripts several languages share. Each
+# field is judged alone, and the group is foreign only when no judged field looks like the
+# expected language and at least one is confidently another. Capitalised words are dropped
+# first: foreign names and acronyms in an English sentence otherwise sway lingua.
 _SCRIPTS = {
     "latin": "A-Za-z\u00c0-\u024f\u1e00-\u1eff", "cyrillic": "\u0400-\u052f",
-    "greek": "\u0370-\u03ff\u1f00-\u1fff", "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
-    "hebrew": "\u0590-\u05ff", "devanagari": "\u0900-\u097f", "bengali": "\u0980-\u09ff",
-    "gurmukhi": "\u0a00-\u0a7f", "gujarati": "\u0a80-\u0aff", "oriya": "\u0b00-\u0b7f", "tamil": "\u0b80-\u0bff",
-    "telugu": "\u0c00-\u0c7f", "kannada": "\u0c80-\u0cff", "malayalam": "\u0d00-\u0d7f", "sinhala": "\u0d80-\u0dff",
-    "thai": "\u0e00-\u0e7f", "lao": "\u0e80-\u0eff", "tibetan": "\u0f00-\u0fff", "myanmar": "\u1000-\u109f",
-    "georgian": "\u10a0-\u10ff", "armenian": "\u0530-\u058f", "ethiopic": "\u1200-\u139f", "khmer": "\u1780-\u17ff",
+    "greek": "\u0370-\u03ff\u1f00-\u1fff", "hebrew": "\u0590-\u05ff",
+    "arabic": "\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff",
+    "devanagari": "\u0900-\u097f", "bengali": "\u0980-\u09ff", "gurmukhi": "\u0a00-\u0a7f",
+    "gujarati": "\u0a80-\u0aff", "oriya": "\u0b00-\u0b7f", "tamil": "\u0b80-\u0bff", "telugu": "\u0c00-\u0c7f",
+    "kannada": "\u0c80-\u0cff", "malayalam": "\u0d00-\u0d7f", "sinhala": "\u0d80-\u0dff", "thai": "\u0e00-\u0e7f",
+    "lao": "\u0e80-\u0eff", "tibetan": "\u0f00-\u0fff", "myanmar": "\u1000-\u109f", "georgian": "\u10a0-\u10ff",
+    "armenian": "\u0530-\u058f", "ethiopic": "\u1200-\u139f", "khmer": "\u1780-\u17ff",
     "hangul": "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af", "han": "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff",
     "kana": "\u3040-\u30ff",
 }
@@ -161,27 +153,33 @@ _NON_LATIN = {
     "ethiopic": "amharic tigrinya", "khmer": "khmer", "hangul": "korean", "han": "chinese", "han kana": "japanese",
 }
 _SCRIPT_OF = {lang: tuple(scripts.split()) for scripts, langs in _NON_LATIN.items() for lang in langs.split()}
-_LATIN_EXTRA = set("galician breton frisian gaelic hausa javanese sundanese malagasy oromo uzbek".split())
+_LATIN_EXTRA = {"galician", "breton", "western frisian", "frisian", "scottish gaelic", "gaelic", "hausa", "javanese",
+                "sundanese", "malagasy", "oromo", "uzbek"}
 _SHARED = {"latin", "cyrillic", "arabic", "devanagari"}  # scripts where lingua must tell languages apart
-_ALIASES = {"SLOVENIAN": "SLOVENE", "NORWEGIAN": "BOKMAL", "NORWEGIAN_BOKMAL": "BOKMAL", "NORWEGIAN_NYNORSK": "NYNORSK",
-            "FILIPINO": "TAGALOG", "FARSI": "PERSIAN", "PANJABI": "PUNJABI", "MANDARIN": "CHINESE", "LUGANDA": "GANDA",
-            "SESOTHO": "SOTHO", "SOUTHERN_SOTHO": "SOTHO", "MODERN_GREEK": "GREEK", "SWAHILI_(MACROLANGUAGE)": "SWAHILI"}
-# Languages lingua confuses with each other on short texts, and that a generator may legitimately mix.
-_RELATED = [
-    "MALAY INDONESIAN", "BOKMAL NYNORSK DANISH SWEDISH", "CROATIAN SERBIAN BOSNIAN SLOVENE MACEDONIAN",
-    "CZECH SLOVAK", "SPANISH CATALAN PORTUGUESE", "HINDI MARATHI", "AFRIKAANS DUTCH", "PERSIAN URDU ARABIC",
-    "RUSSIAN UKRAINIAN BELARUSIAN BULGARIAN MACEDONIAN", "SERBIAN MACEDONIAN BULGARIAN",
-]
+_ALIASES = {"SLOVENIAN": "SLOVENE", "NORWEGIAN": "BOKMAL", "NORWEGIAN_BOKMAL": "BOKMAL",
+            "NORWEGIAN_NYNORSK": "NYNORSK", "FILIPINO": "TAGALOG", "FARSI": "PERSIAN", "PANJABI": "PUNJABI",
+            "MANDARIN": "CHINESE", "LUGANDA": "GANDA", "SESOTHO": "SOTHO", "MODERN_GREEK": "GREEK"}
+# Close relatives: lingua confuses them on short texts, and a generator may legitimately mix them.
+_RELATED = ["MALAY INDONESIAN", "BOKMAL NYNORSK DANISH SWEDISH", "CROATIAN SERBIAN BOSNIAN SLOVENE MACEDONIAN",
+            "CZECH SLOVAK", "SPANISH CATALAN PORTUGUESE", "HINDI MARATHI", "AFRIKAANS DUTCH", "PERSIAN URDU",
+            "RUSSIAN UKRAINIAN BELARUSIAN BULGARIAN MACEDONIAN", "SERBIAN MACEDONIAN BULGARIAN"]
 _ALLOWED: dict[str, set[str]] = {}
 for _group in _RELATED:
     for _name in _group.split():
         _ALLOWED.setdefault(_name, set()).update(_group.split())
+# lingua's candidates: the expected language, its relatives, and the languages a generator
+# plausibly slips into. Leaving rare languages out stops lingua "finding" Latin, Tagalog or
+# Yoruba in a short English phrase full of foreign names.
+_COMMON = ("ENGLISH GERMAN FRENCH SPANISH CHINESE RUSSIAN JAPANESE ARABIC ITALIAN PORTUGUESE DUTCH POLISH "
+           "TURKISH VIETNAMESE INDONESIAN HINDI KOREAN").split()
 
 LANGID_MIN_LETTERS = 20  # shorter fields are not judged
 LANGID_MAX_CHARS = 300  # lingua sees at most this much of each field (speed)
 SCRIPT_MIN_SHARE = 0.2  # below this share of expected-script letters a text is foreign
-EXPECTED_MAX_CONF = 0.05  # lingua's confidence in the expected language must be below this ...
-OTHER_MIN_CONF = 0.5  # ... and its top language at least this, to call a field foreign
+EXPECTED_MAX_CONF = 0.05  # a field is foreign when lingua gives the expected language less than this
+OTHER_MIN_CONF = 0.5  # ... and another, unrelated language at least this
+SHORT_TEXT_CHARS = 120  # below this lingua's low-accuracy mode is unreliable, so use its
+HIGH_ACCURACY_SHORT_TEXTS = True  # high-accuracy models (~15 MB each, loaded lazily) or skip
 
 _LETTER_RE = re.compile(r"[^\W\d_]")
 _CJK_ANY_RE = re.compile(f"[{_SCRIPTS['han']}{_SCRIPTS['kana']}]")
@@ -202,17 +200,9 @@ def _lingua_language(name: str):
     return getattr(Language, _ALIASES.get(key, key), None)
 
 
-# Candidate languages: the expected one, its close relatives, and the languages a generator
-# plausibly slips into. Leaving out rare languages keeps lingua from "finding" Latin, Tagalog or
-# Yoruba in a short English phrase full of foreign names.
-_COMMON = ("ENGLISH GERMAN FRENCH SPANISH CHINESE RUSSIAN JAPANESE ARABIC ITALIAN PORTUGUESE DUTCH POLISH "
-           "TURKISH VIETNAMESE INDONESIAN HINDI KOREAN").split()
-SHORT_TEXT_CHARS = 120  # below this lingua's low-accuracy mode is unreliable ...
-HIGH_ACCURACY_SHORT_TEXTS = True  # ... so use its high-accuracy models (~15 MB per language), or skip
-
-
 @lru_cache(maxsize=None)
 def _detectors(language):
+    """(high, low) accuracy detectors; lingua shares loaded models between detectors."""
     from lingua import Language, LanguageDetectorBuilder
 
     names = set(_COMMON) | _ALLOWED.get(language.name, set()) | {language.name}
@@ -238,9 +228,8 @@ def _wrong_language(texts: list[str], name: str) -> bool:
     if letters < LANGID_MIN_LETTERS:
         return False
     cjk = len(_CJK_ANY_RE.findall(joined))
-    weight = 3 if {"han", "kana"} & set(scripts) else 1  # one CJK character carries ~ a word
-    expected = len(_script_re(scripts).findall(joined)) * weight
-    if expected < SCRIPT_MIN_SHARE * (letters + 2 * cjk):
+    weight = 3 if {"han", "kana"} & set(scripts) else 1  # one CJK character carries about a word
+    if len(_script_re(scripts).findall(joined)) * weight < SCRIPT_MIN_SHARE * (letters + 2 * cjk):
         return True
     if scripts == ("han",):  # Chinese never needs kana; a kana-rich text is Japanese
         return len(_KANA_RE.findall(joined)) > SCRIPT_MIN_SHARE * cjk
@@ -249,20 +238,17 @@ def _wrong_language(texts: list[str], name: str) -> bool:
         return False
     allowed = _ALLOWED.get(language.name, set()) | {language.name}
     high, low = _detectors(language)
-    verdicts = []
     fields = [_CAPITALISED_RE.sub(" ", t[:LANGID_MAX_CHARS]) for t in texts]
     fields = [t for t in fields if len(_LETTER_RE.findall(t)) >= LANGID_MIN_LETTERS] or [" ".join(fields)]
-    for text in fields:
+    # Long fields are judged reliably; short ones (queries, labels) only when nothing else is there.
+    long_fields = [t for t in fields if len(t) >= SHORT_TEXT_CHARS]
+    foreign = False
+    for text in long_fields or (fields if HIGH_ACCURACY_SHORT_TEXTS else []):
         if len(_LETTER_RE.findall(text)) < LANGID_MIN_LETTERS:
             continue
-        short = len(text) < SHORT_TEXT_CHARS
-        if short and not HIGH_ACCURACY_SHORT_TEXTS:
-            continue
-        values = (high if short else low).compute_language_confidence_values(text)
-        top = values[0]
+        values = (low if long_fields else high).compute_language_confidence_values(text)
         mine = next((v.value for v in values if v.language == language), 0.0)
-        if top.language.name in allowed or mine >= EXPECTED_MAX_CONF:
+        if values[0].language.name in allowed or mine >= EXPECTED_MAX_CONF:
             return False  # one field plausibly in the expected language is enough
-        if top.value >= OTHER_MIN_CONF:
-            verdicts.append(top.language.name)
-    return bool(verdicts)
+        foreign = foreign or values[0].value >= OTHER_MIN_CONF
+    return foreign

@@ -14,6 +14,7 @@ paper. Two choices where implementations disagree (see shared/paper/PROMPTS.md):
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 import string
 from dataclasses import dataclass, field
 
@@ -81,9 +82,11 @@ class Family:
         return self.template.format(**values)
 
 
-def sample_params(family: Family, rng: random.Random) -> dict:
-    """One uniform draw per placeholder, in declaration order so a seeded rng gives the same dict."""
-    return {name: rng.choice(values) for name, values in family.placeholders.items()}
+def sample_params(family: Family, rng: random.Random, lists: dict[str, Sequence] | None = None) -> dict:
+    """One uniform draw per placeholder, in declaration order so a seeded rng gives the same dict;
+    `lists` replaces some of the family's value lists (e.g. shorter documents for a cheaper run)."""
+    lists = lists or {}
+    return {name: rng.choice(lists.get(name, values)) for name, values in family.placeholders.items()}
 
 
 _SHORT_LONG = (

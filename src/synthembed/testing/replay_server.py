@@ -1,13 +1,10 @@
 """A scripted OpenAI-compatible chat-completions server that replays recorded LLM outputs.
 
 It stands in for a remote LLM in tests and benchmarks: replies are real generator outputs (rows of the
-synthetic-frontier data set, passed in as a directory), picked deterministically from the prompt, and
-faults (rate limits, server errors, hangs, malformed replies) are scripted by request ordinal so that a
-client's retry and parsing paths can be exercised reproducibly.
-
-Run it as ``python -m synthembed.testing.replay_server --data DIR --port P`` or, from Python, with the
-``ReplayServer`` context manager, which runs it in a subprocess so a benchmarked client does not share
-its GIL with the server.
+synthetic-frontier data set, passed in as a directory) picked deterministically from the prompt, and
+faults (rate limits, errors, hangs, malformed replies) are scripted by request ordinal so a client's
+retry and parsing paths can be exercised reproducibly. ``ReplayServer`` runs it in a subprocess so a
+benchmarked client does not share its GIL with the server.
 """
 
 from __future__ import annotations
@@ -275,24 +272,21 @@ class ReplayServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        if self._proc and self._proc.stdout:
+        if self._proc:
             self._proc.stdout.close()
 
     def log(self) -> list[dict]:
         """The request log so far: one dict per chat request, in arrival order."""
         if self._log_cache is not None:
             return self._log_cache
-        if not self.log_path.exists():
-            return []
-        lines = self.log_path.read_text(encoding="utf-8").splitlines()
+        lines = self.log_path.read_text(encoding="utf-8").splitlines() if self.log_path.exists() else []
         return [json.loads(line) for line in lines if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible server replaying recorded "
-                                 "LLM outputs (loopback only).")
+    ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible replay server (loopback only).")
     ap.add_argument("--data", required=True, help="directory with the synthetic-frontier files")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as 'port N')")
     ap.add_argument("--latency-ms", type=float, default=0)
