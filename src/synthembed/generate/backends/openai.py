@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import random
 import time
 
-import httpx
+import aiohttp
 
 from synthembed.generate.backends.base import BackendError, ChatRequest, Completion
 
@@ -36,17 +37,15 @@ class OpenAIBackend:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.json_supported = True  # set to False once the server refuses response_format
+        self.url = base_url.rstrip("/") + "/chat/completions"
         key = os.environ.get(api_key_env, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-        )
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
+        self.session: aiohttp.ClientSession | None = None  # made on first use, inside the running event loop
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self.session is not None:
+            await self.session.close()
 
     def _body(self, request: ChatRequest) -> dict:
         body = {
@@ -63,24 +62,29 @@ class OpenAIBackend:
         return body
 
     async def complete(self, request: ChatRequest) -> Completion:
+        if self.session is None:  # aiohttp's pool stays cheap at hundreds of connections (httpcore's does not)
+            connector = aiohttp.TCPConnector(limit=self.max_concurrency)
+            self.session = aiohttp.ClientSession(headers=self.headers, timeout=self.timeout, connector=connector)
         last_error = "no attempt"
         for attempt in range(self.max_retries + 1):
             try:
-                response = await self.client.post("/chat/completions", json=self._body(request))
-            except (httpx.TimeoutException, httpx.TransportError) as err:
+                async with self.session.post(self.url, json=self._body(request)) as response:
+                    status, text = response.status, await response.text()
+                    retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 last_error = f"{type(err).__name__}: {err}"
                 await self._sleep(attempt, None)
                 continue
-            if response.status_code == 200:
-                return _completion(response.json(), request)
-            if response.status_code == 400 and self.json_supported and "response_format" in response.text:
+            if status == 200:
+                return _completion(text, request)
+            if status == 400 and self.json_supported and "response_format" in text:
                 log.warning("server does not support response_format; continuing without JSON mode")
                 self.json_supported = False
                 continue
-            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code not in RETRY_STATUS:
+            last_error = f"HTTP {status}: {text[:200]}"
+            if status not in RETRY_STATUS:
                 raise BackendError(last_error)
-            await self._sleep(attempt, response.headers.get("retry-after"))
+            await self._sleep(attempt, retry_after)
         raise BackendError(f"gave up after {self.max_retries + 1} attempts: {last_error}")
 
     async def _sleep(self, attempt: int, retry_after: str | None) -> None:
@@ -103,11 +107,12 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
-def _completion(payload: dict, request: ChatRequest) -> Completion:
+def _completion(body: str, request: ChatRequest) -> Completion:
     try:
+        payload = json.loads(body)
         choice = payload["choices"][0]
         text = choice["message"].get("content") or ""
-    except (KeyError, IndexError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
         raise BackendError(f"malformed chat-completions response: {str(payload)[:200]}") from err
     usage = payload.get("usage") or {}
     if "prompt_tokens" in usage and "completion_tokens" in usage:
