@@ -7,11 +7,14 @@ Concurrent `complete()` calls queue up; one worker takes up to `batch_size` of t
 more) and runs ONE batched `model.generate` in a thread (left padding, the model's chat template).
 
 Sampling is done per row by our own logits processor, each row drawing from its own generator seeded by
-its request's seed: a request's text depends on its seed, not on which other requests share its batch,
-so requests with different temperature / top_p / max_tokens / json_object can share a batch.
+its request's seed, so requests with different temperature / top_p / max_tokens / json_object share a
+batch. In fp32 a request's text depends on its seed only, not on which requests share its batch; in bf16
+(the CPU default where it is faster) padding changes the rounding, so it is reproducible only for the same
+batch (rerun the same requests together, or use dtype="fp32").
 
 With `json_object=True` (and `constrained`), lm-format-enforcer masks the vocabulary at every step so the
 output is a syntactically valid JSON object (unless `max_tokens` cuts it: finish_reason "length").
+A batch runs until its longest row ends, so a few rambling rows hold up the rest: keep max_tokens tight.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from synthembed.generate.backends.base import BackendError, ChatRequest, Complet
 
 log = logging.getLogger(__name__)
 
-_ANY_OBJECT = {"type": "object"}  # generic JSON object: any keys, any values
+ANY_OBJECT = {"type": "object"}  # json_object=True: any JSON object
+FLAT_STRING_OBJECT = {"type": "object", "additionalProperties": {"type": "string"}}  # what every family asks for
 
 
 @dataclass
@@ -46,6 +50,7 @@ class LocalBackend:
         max_new_tokens_cap: int | None = None,
         constrained: bool = True,
         batch_wait_s: float = 0.01,
+        json_schema: dict | None = None,
     ):
         self.model = str(model)
         self.batch_size = batch_size
@@ -54,6 +59,7 @@ class LocalBackend:
         self.max_new_tokens_cap = max_new_tokens_cap
         self.constrained = constrained
         self.batch_wait_s = batch_wait_s
+        self.json_schema = json_schema or ANY_OBJECT
         self.batch_sizes: list[int] = []  # one entry per generate call, for logs and tests
         self.tokens_out = 0
         self.generate_s = 0.0
@@ -92,21 +98,18 @@ class LocalBackend:
                 break
             batch = [first]
             deadline = loop.time() + self.batch_wait_s
-            while len(batch) < self.batch_size:
+            while len(batch) < self.batch_size and not stopping:
                 try:
                     item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
+                except asyncio.QueueEmpty:  # poll rather than wait_for(get()), which can drop an item on 3.11
+                    if loop.time() >= deadline:
                         break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), remaining)
-                    except TimeoutError:
-                        break
+                    await asyncio.sleep(0.002)
+                    continue
                 if item is None:
                     stopping = True
-                    break
-                batch.append(item)
+                else:
+                    batch.append(item)
             batch = [p for p in batch if not p.future.done()]  # callers that gave up
             if not batch:
                 continue
@@ -139,13 +142,14 @@ class LocalBackend:
         self._tok.padding_side = "left"
         if self._tok.pad_token_id is None:
             self._tok.pad_token = self._tok.eos_token
-        self._lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         eos = self._lm.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos]) | {self._tok.eos_token_id}
         self._eos = sorted(e for e in eos if e is not None)
         if self._tok.chat_template is None:
             log.warning("%s has no chat template: prompts go to the model as raw text", path)
-        log.info("loaded %s (%s) in %.1f s", path, dtype, time.perf_counter() - t0)
+        log.info("loaded %s (%s, %s) in %.1f s", path, dtype, device, time.perf_counter() - t0)
 
     def _prompt_text(self, prompt: str) -> str:
         if self._tok.chat_template is None:
@@ -160,13 +164,14 @@ class LocalBackend:
             self._load()
         tok = self._tok
         enc = tok([self._prompt_text(r.prompt) for r in requests], return_tensors="pt", padding=True,
-                  add_special_tokens=False)
+                  add_special_tokens=False).to(self._lm.device)
         prompt_len = enc["input_ids"].shape[1]
         budgets = [min(r.max_tokens, self.max_new_tokens_cap or r.max_tokens) for r in requests]
         processors = LogitsProcessorList()
         json_rows = [i for i, r in enumerate(requests) if r.json_object and self.constrained]
         if json_rows:
-            processors.append(JsonObjectConstraint(self._json_tokenizer_data(), json_rows, prompt_len, self._eos))
+            processors.append(JsonObjectConstraint(self._json_tokenizer_data(), json_rows, prompt_len, self._eos,
+                                                   self.json_schema))
         processors.append(RowSampler(requests))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
                                   eos_token_id=self._eos)
@@ -179,9 +184,11 @@ class LocalBackend:
         for i, row in enumerate(out[:, prompt_len:].tolist()):
             row = row[: budgets[i]]
             stop = next((k for k, t in enumerate(row) if t in self._eos), None)
-            generated = row if stop is None else row[:stop]
+            text = tok.decode(row if stop is None else row[:stop], skip_special_tokens=True)
+            if i in json_rows:
+                text = drop_trailing_commas(text).strip()
             results.append(Completion(
-                text=tok.decode(generated, skip_special_tokens=True),
+                text=text,
                 tokens_in=int(enc["attention_mask"][i].sum()),
                 tokens_out=len(row) if stop is None else stop + 1,
                 finish_reason="length" if stop is None else "stop",
@@ -208,13 +215,15 @@ _CPU_BF16_FASTER: bool | None = None
 
 
 def pick_dtype(name: str) -> torch.dtype:
-    """"auto": bf16 where it is faster than fp32 (measured once on CPU with a decode-shaped matmul)."""
+    """"auto": bf16 on a GPU that has it, and on a CPU where it is faster than fp32 (measured once)."""
     if name != "auto":
         return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32,
                 "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}[name]
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     global _CPU_BF16_FASTER
     if _CPU_BF16_FASTER is None:
-        _CPU_BF16_FASTER = os.environ.get("SYNTHEMBED_CPU_DTYPE", "").lower() != "fp32" and _bf16_speedup() > 1.2
+        _CPU_BF16_FASTER = _bf16_speedup() > 1.2
     return torch.bfloat16 if _CPU_BF16_FASTER else torch.float32
 
 
@@ -252,18 +261,19 @@ class RowSampler:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         scores = scores.float()  # (batch, vocab)
+        temperature, top_p = self.temperature.to(scores.device), self.top_p.to(scores.device)
         greedy_token = scores.argmax(-1)  # (batch,)
-        probs = torch.softmax(scores / self.temperature.clamp_min(1e-4)[:, None], dim=-1)
-        if bool((self.top_p < 1).any()):
+        probs = torch.softmax(scores / temperature.clamp_min(1e-4)[:, None], dim=-1)
+        if bool((top_p < 1).any()):
             probs, order = probs.sort(dim=-1, descending=True)
-            probs = probs * ((probs.cumsum(-1) - probs) < self.top_p[:, None])  # keep the nucleus (>= 1 token)
+            probs = probs * ((probs.cumsum(-1) - probs) < top_p[:, None])  # keep the nucleus (>= 1 token)
         else:
             order = None
         cdf = probs.cumsum(-1)  # (batch, vocab)
-        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]) * cdf[:, -1]  # (batch,)
-        pick = torch.searchsorted(cdf, u[:, None].contiguous()).clamp_max(scores.shape[-1] - 1)  # (batch, 1)
+        u = torch.cat([torch.rand(1, generator=g) for g in self.generators]).to(scores.device) * cdf[:, -1]
+        pick = torch.searchsorted(cdf, u[:, None].contiguous(), right=True).clamp_max(scores.shape[-1] - 1)  # (batch, 1)
         token = (order.gather(1, pick) if order is not None else pick)[:, 0]
-        token = torch.where(self.temperature <= 0, greedy_token, token)
+        token = torch.where(temperature <= 0, greedy_token, token)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, token[:, None], 0.0)
 
@@ -276,11 +286,16 @@ class RowBudget:
         self.prompt_len = prompt_len
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        return (input_ids.shape[1] - self.prompt_len) >= self.budgets
+        return ((input_ids.shape[1] - self.prompt_len) >= self.budgets).to(input_ids.device)
 
 
 def json_tokenizer_data(tokenizer, vocab_size: int):
-    """lm-format-enforcer's per-tokenizer index (its transformers integration does not import on v5)."""
+    """lm-format-enforcer's per-tokenizer index (its transformers integration does not import on v5).
+
+    We keep only tokens whose text is whole characters the parser knows: a token holding part of a UTF-8
+    character, or a character no token starts with (the parser's alphabet), would let the parser lose
+    track of the text, silently close the object and allow EOS in the middle of a string.
+    """
     from lmformatenforcer import TokenEnforcerTokenizerData
 
     special = set(tokenizer.all_special_ids)
@@ -290,12 +305,48 @@ def json_tokenizer_data(tokenizer, vocab_size: int):
         if token in special:
             continue
         after_zero = tokenizer.decode([zero, token])[1:]  # keeps a leading space that decode([token]) drops
-        regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+        if after_zero and "\ufffd" not in after_zero:
+            regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
+    while True:  # drop tokens with characters outside the alphabet, until nothing changes
+        alphabet = {text[0] for _, text, _ in regular}
+        kept = [t for t in regular if set(t[1]) <= alphabet]
+        if len(kept) == len(regular):
+            break
+        regular = kept
 
     def decode(tokens: list[int]) -> str:
         return tokenizer.decode(tokens).rstrip("\ufffd")
 
-    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
+    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, True, vocab_size)  # bitmasks
+
+
+def drop_trailing_commas(text: str) -> str:
+    """Remove commas that directly precede a closing brace or bracket (outside strings).
+
+    lm-format-enforcer's object parser accepts `{"a": "x",}` (the one invalid form we saw it let through).
+    """
+    out: list[str] = []
+    in_string = escaped = False
+    pending = -1  # index in `out` of a comma outside strings not yet followed by a value
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string, pending = True, -1
+        elif ch == ",":
+            pending = len(out)
+        elif ch in "}]" and pending >= 0:
+            out[pending] = ""
+            pending = -1
+        elif not ch.isspace():
+            pending = -1
+        out.append(ch)
+    return "".join(out)
 
 
 class JsonObjectConstraint:
@@ -305,19 +356,16 @@ class JsonObjectConstraint:
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
         # The parser's state depends on the generated tokens only, so those key the enforcer's cache.
-        self.enforcer = TokenEnforcer(tokenizer_data, JsonSchemaParser(schema or _ANY_OBJECT))
+        self.enforcer = TokenEnforcer(tokenizer_data, JsonSchemaParser(schema or ANY_OBJECT))
         self.rows = rows
         self.prompt_len = prompt_len
         self.eos = set(eos)
-        self._index_cache: dict[int, tuple[object, torch.Tensor]] = {}
+        self._shifts = torch.arange(32, dtype=torch.int32)
 
     def _allowed(self, generated: list[int], vocab: int) -> torch.Tensor:
-        allowed = self.enforcer.get_allowed_tokens(generated).allowed_tokens
-        hit = self._index_cache.get(id(allowed))
-        if hit is None or hit[0] is not allowed:  # the enforcer reuses list objects for repeated states
-            index = torch.tensor(allowed, dtype=torch.long)
-            hit = self._index_cache[id(allowed)] = (allowed, index[index < vocab])
-        return hit[1]
+        bitmask = self.enforcer.get_allowed_tokens(generated).allowed_tokens  # int32 (ceil(vocab / 32),)
+        bits = (bitmask[:, None] >> self._shifts) & 1  # (ceil(vocab / 32), 32)
+        return bits.flatten()[:vocab].bool()
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         mask = torch.zeros(len(self.rows), scores.shape[-1], dtype=torch.bool)  # (json rows, vocab)
@@ -326,7 +374,8 @@ class JsonObjectConstraint:
             if generated and generated[-1] in self.eos:  # finished row: generate pads it, nothing to enforce
                 mask[j] = True
                 continue
-            mask[j, self._allowed(generated, scores.shape[-1])] = True
+            allowed = self._allowed(generated, scores.shape[-1])
+            mask[j, : allowed.shape[0]] = allowed
         scores = scores.clone()
-        scores[self.rows] = scores[self.rows].masked_fill(~mask, float("-inf"))
+        scores[self.rows] = scores[self.rows].masked_fill(~mask.to(scores.device), float("-inf"))
         return scores
