@@ -124,7 +124,8 @@ def _plan_item(cfg, family: Family, index: int, tasks, languages, weights) -> It
         params["language"] = language
     prompt = family.render(task, params)
     seed = rng.randrange(2**31)
-    request = ChatRequest(prompt, cfg.temperature, cfg.top_p, cfg.max_tokens, seed, json_object=cfg.json_mode)
+    request = ChatRequest(prompt, cfg.temperature, cfg.top_p, cfg.max_tokens, seed, json_object=cfg.json_mode,
+                          json_keys=family.keys if cfg.json_mode else None)
     return Item(f"{family.name}-{index:06d}", family.name, task, params, request)
 
 

@@ -18,6 +18,7 @@ class ChatRequest:
     max_tokens: int = 1024
     seed: int | None = None
     json_object: bool = False  # ask the server for a JSON-object response format
+    json_keys: tuple[str, ...] | None = None  # the object's keys, for backends that can enforce them
 
     def key(self, model: str) -> str:
         payload = json.dumps({"model": model, **asdict(self)}, sort_keys=True, ensure_ascii=False)
