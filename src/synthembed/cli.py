@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from synthembed.config import ConfigError, GenerateConfig, load_config, merge_dicts, parse_overrides
+from synthembed.model.offline import OfflineModelError
 
 app = typer.Typer(help="Turn an open LLM into a text-embedding model with synthetic data.", no_args_is_help=True)
 data_app = typer.Typer(help="Work with generated datasets.", no_args_is_help=True)
@@ -82,6 +83,85 @@ def generate(
     _guard(run)
 
 
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model: minilm | gemma-270m | smollm2-135m | a directory.")]
+DtypeOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]
+
+
+def _embedder(model: str, max_length: int | None, dtype: str, threads: int | None, name: str | None = None):
+    import torch
+
+    from synthembed.model.load import load_embedder
+
+    if threads:
+        torch.set_num_threads(threads)
+    return load_embedder(model, max_length=max_length, dtype=dtype, name=name)
+
+
+@app.command()
+def encode(
+    input: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet file.")],
+    model: ModelOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help=".npy (rows in input order) or .parquet (id, embedding).")],
+    column: Annotated[str, typer.Option(help="Field holding the text.")] = "text",
+    id_column: Annotated[Optional[str], typer.Option(help="Field copied to the Parquet output's id.")] = None,
+    role: Annotated[str, typer.Option(help="document | query")] = "document",
+    instruction: Annotated[Optional[str], typer.Option(help="Task instruction (queries only).")] = None,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    chunk_size: Annotated[int, typer.Option(help="Rows per resumable part.")] = 10_000,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text (default: the model's).")] = None,
+    dtype: DtypeOpt = "auto",
+    threads: ThreadsOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Embed a column of a file; resumable, and split across processes under torchrun / accelerate launch."""
+
+    def run() -> None:
+        if role not in ("document", "query"):
+            raise ValueError(f"--role must be 'document' or 'query', not {role!r}")
+        from synthembed.encode.encode import encode_file, read_column
+
+        read_column(input, column, id_column)  # a bad row fails now, not after loading a large model
+        embedder = _embedder(model, max_length, dtype, threads)
+        report = encode_file(embedder, input, output, column=column, role=role, instruction=instruction,
+                             batch_size=batch_size, chunk_size=chunk_size, id_column=id_column,
+                             show_progress=not quiet)
+        console.print(report)
+
+    _guard(run)
+
+
+@app.command()
+def serve(
+    model: ModelOpt,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    name: Annotated[Optional[str], typer.Option(help="Model name in replies.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="SYNTHEMBED_API_KEY", help="Require 'Authorization: Bearer KEY'.")] = None,
+    batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Share forward passes across requests.")] = True,
+    max_batch: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for more texts under load.")] = 2.0,
+    max_inputs: Annotated[int, typer.Option(help="Inputs per request.")] = 2048,
+    max_request_tokens: Annotated[int, typer.Option(help="Tokens per request.")] = 300_000,
+    truncate: Annotated[bool, typer.Option(help="Cut inputs longer than the model's length instead of a 400.")] = False,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per input (default: the model's).")] = None,
+    dtype: DtypeOpt = "auto",
+    threads: ThreadsOpt = None,
+) -> None:
+    """Serve the model as an OpenAI-compatible embeddings API (POST /v1/embeddings)."""
+
+    def run() -> None:
+        from synthembed.encode.server import serve as run_server
+
+        embedder = _embedder(model, max_length, dtype, threads, name)
+        console.print(f"serving {embedder.name} on http://{host}:{port}/v1 (batching {'on' if batching else 'off'})")
+        run_server(embedder, host=host, port=port, api_key=api_key, batching=batching, max_batch=max_batch,
+                   max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
+                   truncate=truncate)
+
+    _guard(run)
+
+
 @data_app.command("merge")
 def merge(
     output: Annotated[Path, typer.Argument(help="Directory for the merged dataset.")],
@@ -114,7 +194,7 @@ def _guard(fn) -> None:
     """Turn the errors a user can fix into one clear line and exit code 2."""
     try:
         fn()
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, OfflineModelError) as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None
 
