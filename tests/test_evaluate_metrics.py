@@ -339,3 +339,28 @@ def test_sts_positional_columns_skip_a_header(tmp_path):
     path = _write(tmp_path / "with-header.csv", "s1,s2,score\nA.,B.,3\n")
     assert load_sts(path) == STSData(["A."], ["B."], [3.0])
     assert load_sts(path, ("s1", "s2", "score")) == STSData(["A."], ["B."], [3.0])
+
+
+def test_evaluate_command_writes_results_report_and_comparison(tmp_path):
+    """The CLI end to end on a tiny real model: per-task JSON, markdown report, PNG chart, --compare."""
+    from typer.testing import CliRunner
+
+    from synthembed.cli import app
+    from synthembed.testing.tiny import tiny_encoder
+
+    model = tiny_encoder(tmp_path / "enc")
+    sts = tmp_path / "sts.tsv"
+    sts.write_text("\n".join(f"g\tx\ty\t{i}\t{i % 5}.0\tsentence {i} about cats\tsentence {i} on cats"
+                             for i in range(12)))
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["evaluate", "-m", str(model), "-t", f"STS:{sts}:MySTS", "-o", str(out), "-q",
+                                 "--set", "cache=false"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "MySTS.json").read_text())
+    assert saved["task_type"] == "STS" and -1 <= saved["main_score"] <= 1
+    assert (out / "report.png").stat().st_size > 1000 and "MySTS" in (out / "report.md").read_text()
+    compared = runner.invoke(app, ["evaluate", "--compare", str(out), "--compare", str(out), "-o", str(tmp_path / "c")])
+    assert compared.exit_code == 0 and (tmp_path / "c" / "report.md").exists()
+    bad = runner.invoke(app, ["evaluate", "-m", str(model), "-t", f"Retrieval:{tmp_path}/nope", "-o", str(out)])
+    assert bad.exit_code == 2 and "nope" in bad.output

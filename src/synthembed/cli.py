@@ -162,6 +162,43 @@ def serve(
     _guard(run)
 
 
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="minilm | gemma-270m | smollm2-135m | a directory.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="TYPE:PATH[:NAME[:LANG]], e.g. Retrieval:data/scifact:SciFact (repeatable).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
+    compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Put earlier output directories side by side (repeatable).")] = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score a model on retrieval, STS, bitext mining, classification, clustering, pair classification and
+    reranking tasks exactly as MTEB does; writes one JSON per task and a report (markdown + PNG)."""
+
+    def run() -> None:
+        from synthembed.evaluate.report import load_results, write_report
+        from synthembed.evaluate.run import EvaluateConfig, parse_task, run_tasks
+
+        if compare and not (task or config):
+            runs = {str(d): load_results(d) for d in compare}
+            path = write_report(runs, output or Path("runs/compare"))
+            console.print(f"wrote {path}")
+            return
+        overrides = {k: v for k, v in {"model": model, "output_dir": output}.items() if v is not None}
+        if task:
+            overrides["tasks"] = [t.model_dump() for t in map(parse_task, task)]
+        cfg = load_config(EvaluateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])),
+                          section="evaluate")
+        results = run_tasks(cfg, show_progress=not quiet)
+        runs = {results[0]["model"]: results, **{str(d): load_results(d) for d in compare or []}}
+        path = write_report(runs, cfg.output_dir)
+        for r in results:
+            console.print(f"{r['task_name']:<28} {100 * r['main_score']:6.2f}  ({r['task_type']})")
+        console.print(f"wrote {path}")
+
+    _guard(run)
+
+
 @data_app.command("merge")
 def merge(
     output: Annotated[Path, typer.Argument(help="Directory for the merged dataset.")],

@@ -1,0 +1,92 @@
+"""Run a list of evaluation tasks on one model: one MTEB-like JSON per task, then a report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from synthembed.config import ConfigError, Strict
+from synthembed.evaluate import evaluator
+from synthembed.evaluate.beir import load_beir
+from synthembed.evaluate.cache import EmbeddingCache
+from synthembed.evaluate.data import (load_classification, load_clustering, load_pairs, load_reranking, load_sts,
+                                      load_tatoeba)
+from synthembed.evaluate.instructions import instruction_for
+from synthembed.model.offline import cache_dir
+
+log = logging.getLogger(__name__)
+
+TaskType = Literal["Retrieval", "STS", "BitextMining", "Classification", "Clustering", "PairClassification",
+                   "Reranking"]
+LOADERS = {
+    "Retrieval": lambda t: load_beir(t.path, t.split),
+    "STS": lambda t: load_sts(t.path),
+    "BitextMining": lambda t: load_tatoeba(t.path, t.lang),
+    "Classification": lambda t: load_classification(t.path),
+    "Clustering": lambda t: load_clustering(t.path),
+    "PairClassification": lambda t: load_pairs(t.path),
+    "Reranking": lambda t: load_reranking(t.path),
+}
+
+
+class TaskSpec(Strict):
+    name: str  # also picks the paper's instruction for known MTEB names (e.g. SciFact, Banking77Classification)
+    type: TaskType
+    path: Path
+    split: str = "test"
+    lang: str | None = None  # BitextMining on a Tatoeba directory: e.g. "deu"
+    instruction: str | None = None  # overrides the instruction map
+
+
+class EvaluateConfig(Strict):
+    model: str = "minilm"
+    tasks: list[TaskSpec] = Field(default_factory=list)
+    output_dir: Path = Path("runs/evaluate")
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = None
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    cache: bool = True  # corpus embeddings on disk, keyed by (model fingerprint, text)
+
+
+def parse_task(spec: str) -> TaskSpec:
+    """`TYPE:PATH[:NAME]`, with `lang=xxx` allowed as NAME for Tatoeba, e.g. `Retrieval:data/scifact:SciFact`."""
+    parts = spec.split(":")
+    if len(parts) < 2:
+        raise ConfigError(f"--task {spec!r}: expected TYPE:PATH[:NAME], TYPE one of {list(LOADERS)}")
+    kind = next((t for t in LOADERS if t.lower() == parts[0].lower()), None)
+    if kind is None:
+        raise ConfigError(f"--task {spec!r}: unknown type {parts[0]!r}; allowed: {list(LOADERS)}")
+    name = parts[2] if len(parts) > 2 else Path(parts[1]).stem
+    lang = parts[3] if len(parts) > 3 else None
+    return TaskSpec(name=name, type=kind, path=Path(parts[1]), lang=lang)
+
+
+def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) -> list[dict]:
+    from synthembed.model.load import load_embedder
+
+    if not cfg.tasks:
+        raise ConfigError("no tasks: give --task TYPE:PATH[:NAME] or a config with evaluate.tasks")
+    data = [(task, LOADERS[task.type](task)) for task in cfg.tasks]  # bad data fails before any encoding
+    embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype)
+    cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for task, loaded in data:
+        instruction = instruction_for(task.name, task.type, task.instruction)
+        t0 = time.perf_counter()
+        scores = evaluator(task.type)(embedder, loaded, instruction, batch_size=cfg.batch_size, cache=cache,
+                                      show_progress=show_progress)
+        result = {"task_name": task.name, "task_type": task.type, "model": embedder.name,
+                  "fingerprint": embedder.fingerprint, "instruction": instruction,
+                  "main_score": scores["main_score"], "scores": scores,
+                  "evaluation_time": round(time.perf_counter() - t0, 2)}
+        (out / f"{task.name}.json").write_text(json.dumps(result, indent=1))
+        log.info("%s %s: %.4f", embedder.name, task.name, scores["main_score"])
+        results.append(result)
+    return results
