@@ -9,38 +9,15 @@ import pytest
 import torch
 
 from synthembed.generate.backends.base import BackendError, ChatRequest
-from synthembed.generate.backends.local import LocalBackend, drop_trailing_commas
+from synthembed.generate.backends.local import LocalBackend
+from synthembed.testing.tiny import tiny_decoder
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|user|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A 2-layer, width-64 Llama with a character-level tokenizer and a chat template, saved to disk."""
-    from tokenizers import Tokenizer, decoders, models
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<pad>", "<s>", "<|end|>", "<|user|>", "<|assistant|>"]
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    tk = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(specials + chars)}, merges=[]))
-    tk.add_special_tokens(specials)
-    tk.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="<|end|>")
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(path)
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(specials) + len(chars), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model.save_pretrained(path)
-    return path
+    return tiny_decoder(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def run(coro):
@@ -99,27 +76,20 @@ def test_mixed_sampling_and_budgets_in_one_batch(tiny_model):
         assert completion.text == tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def test_json_constraint_keeps_output_a_json_object(tiny_model):
+def test_key_forcing_gives_an_object_with_exactly_the_keys(tiny_model):
     backend = LocalBackend(str(tiny_model), batch_size=8, dtype="fp32")
-    requests = [ChatRequest("json please", max_tokens=48, seed=s, json_object=True) for s in range(6)]
+    requests = [ChatRequest("json please", max_tokens=400, seed=s, json_keys=("a", "b")) for s in range(6)]
+    requests.append(ChatRequest("free text", max_tokens=20, seed=9))  # an unconstrained row in the same batch
     done = run(_complete_all(backend, requests))
-    for c in done:
-        assert c.text.lstrip().startswith("{")
-        if c.finish_reason == "stop":
-            assert isinstance(json.loads(c.text), dict)
-    free = run(_complete_all(LocalBackend(str(tiny_model), dtype="fp32", constrained=False), requests))
-    assert not all(c.text.lstrip().startswith("{") for c in free)  # the random model alone writes no JSON
-
-
-@pytest.mark.parametrize("text, fixed", [
-    ('{"a": "x",\n}', '{"a": "x"\n}'),
-    ('{"a": [1, 2,], "b": {"c": "d",},}', '{"a": [1, 2], "b": {"c": "d"}}'),
-    ('{"a": "q\\",}", "b": "\\\\",}', '{"a": "q\\",}", "b": "\\\\"}'),  # commas inside strings stay
-    ('{"a": 1 , "b": [ ] }', '{"a": 1 , "b": [ ] }'),
-])
-def test_drop_trailing_commas(text, fixed):
-    assert drop_trailing_commas(text) == fixed
-    json.loads(fixed)
+    assert backend.batch_sizes == [7]
+    assert all(c.text.startswith('{"a": "') for c in done[:6])
+    finished = [c for c in done[:6] if c.finish_reason == "stop"]
+    assert finished  # the random model ends a value whenever it samples a quote
+    for c in finished:
+        assert list(json.loads(c.text)) == ["a", "b"] and all(json.loads(c.text).values())
+    assert not done[6].text.startswith("{")
+    free = run(_complete_all(LocalBackend(str(tiny_model), dtype="fp32", constrained=False), requests[:6]))
+    assert not any(c.text.startswith('{"a": "') for c in free)  # the random model alone writes no JSON
 
 
 def test_closed_backend_refuses(tiny_model):
@@ -137,10 +107,9 @@ def test_smollm2_constrained_json():
     tasks = ["Retrieve recipes that answer a cooking question.", "Find forum posts that fix a programming error.",
              "Retrieve news articles about a sports team's transfers.", "Find hiking guides near a given city."]
     params = {name: values[0] for name, values in family.placeholders.items()} | {"language": "English"}
-    requests = [ChatRequest(family.render(task, params), temperature=0.7, top_p=0.9, max_tokens=768, seed=i,
-                            json_object=True) for i, task in enumerate(tasks)]
+    requests = [ChatRequest(family.render(task, params), temperature=0.7, top_p=0.9, max_tokens=384, seed=i,
+                            json_object=True, json_keys=family.keys) for i, task in enumerate(tasks)]
     done = run(_complete_all(LocalBackend("smollm2-135m", batch_size=4), requests))
-    stopped = [c for c in done if c.finish_reason == "stop"]
-    assert len(stopped) >= 3, [c.text[-200:] for c in done]
-    for c in stopped:
-        assert isinstance(json.loads(c.text), dict), c.text
+    assert all(c.text.startswith('{"user_query": "') for c in done)
+    for c in (c for c in done if c.finish_reason == "stop"):
+        assert tuple(json.loads(c.text)) == family.keys, c.text

@@ -50,11 +50,12 @@ def _safe(text: str) -> bool:
 
 
 class KeyForcing:
-    """A transformers logits processor for one batch; row r must produce the keys in `keys[r]`."""
+    """A transformers logits processor for one batch; row r must produce the keys in `keys[r]` (None: free)."""
 
-    def __init__(self, tokenizer, vocab: Vocabulary, keys: list[tuple[str, ...]], prompt_len: int, eos_id: int):
+    def __init__(self, tokenizer, vocab: Vocabulary, keys: list[tuple[str, ...] | None], prompt_len: int,
+                 eos_id: int):
         self.vocab, self.prompt_len, self.eos_id = vocab, prompt_len, eos_id
-        self.pieces = [self._scaffold(tokenizer, k) for k in keys]  # per row: forced token-id lists
+        self.pieces = [self._scaffold(tokenizer, k) if k else None for k in keys]  # per row: forced token ids
         self.rows = [_Row() for _ in keys]
 
     @staticmethod
@@ -66,6 +67,9 @@ class KeyForcing:
         generated = input_ids.shape[1] - self.prompt_len
         out = torch.full_like(scores, float("-inf"))
         for r, row in enumerate(self.rows):
+            if self.pieces[r] is None:
+                out[r] = scores[r]
+                continue
             if generated > 0:
                 self._advance(row, self.pieces[r], int(input_ids[r, -1]))
             if row.done:

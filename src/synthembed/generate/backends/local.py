@@ -12,8 +12,8 @@ batch. In fp32 a request's text depends on its seed only, not on which requests 
 (the CPU default where it is faster) padding changes the rounding, so it is reproducible only for the same
 batch (rerun the same requests together, or use dtype="fp32").
 
-With `json_object=True` (and `constrained`), lm-format-enforcer masks the vocabulary at every step so the
-output is a syntactically valid JSON object (unless `max_tokens` cuts it: finish_reason "length").
+With `json_keys` set (and `constrained`), the reply is forced into a JSON object with exactly those keys and
+string values (see key_forcing.py); only `max_tokens` can cut it short (finish_reason "length").
 A batch runs until its longest row ends, so a few rambling rows hold up the rest: keep max_tokens tight.
 """
 
@@ -28,11 +28,10 @@ from dataclasses import dataclass
 import torch
 
 from synthembed.generate.backends.base import BackendError, ChatRequest, Completion
+from synthembed.generate.backends.key_forcing import KeyForcing, Vocabulary
 
 log = logging.getLogger(__name__)
 
-ANY_OBJECT = {"type": "object"}  # json_object=True: any JSON object
-FLAT_STRING_OBJECT = {"type": "object", "additionalProperties": {"type": "string"}}  # what every family asks for
 
 
 @dataclass
@@ -50,7 +49,6 @@ class LocalBackend:
         max_new_tokens_cap: int | None = None,
         constrained: bool = True,
         batch_wait_s: float = 0.01,
-        json_schema: dict | None = None,
     ):
         self.model = str(model)
         self.batch_size = batch_size
@@ -59,12 +57,11 @@ class LocalBackend:
         self.max_new_tokens_cap = max_new_tokens_cap
         self.constrained = constrained
         self.batch_wait_s = batch_wait_s
-        self.json_schema = json_schema or ANY_OBJECT
         self.batch_sizes: list[int] = []  # one entry per generate call, for logs and tests
         self.tokens_out = 0
         self.generate_s = 0.0
         self._lm = self._tok = None
-        self._enforcer_data = None
+        self._vocabulary = None
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self._closed = False
@@ -86,7 +83,7 @@ class LocalBackend:
             await self._queue.put(None)
             await self._worker
             self._worker = None
-        self._lm = self._tok = self._enforcer_data = None
+        self._lm = self._tok = self._vocabulary = None
 
     # --- batching ------------------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -168,10 +165,10 @@ class LocalBackend:
         prompt_len = enc["input_ids"].shape[1]
         budgets = [min(r.max_tokens, self.max_new_tokens_cap or r.max_tokens) for r in requests]
         processors = LogitsProcessorList()
-        json_rows = [i for i, r in enumerate(requests) if r.json_object and self.constrained]
+        json_rows = [i for i, r in enumerate(requests) if r.json_keys and self.constrained]
         if json_rows:
-            processors.append(JsonObjectConstraint(self._json_tokenizer_data(), json_rows, prompt_len, self._eos,
-                                                   self.json_schema))
+            keys = [r.json_keys if i in json_rows else None for i, r in enumerate(requests)]
+            processors.append(KeyForcing(tok, self._key_vocabulary(), keys, prompt_len, self._eos[0]))
         processors.append(RowSampler(requests))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
                                   eos_token_id=self._eos)
@@ -185,8 +182,6 @@ class LocalBackend:
             row = row[: budgets[i]]
             stop = next((k for k, t in enumerate(row) if t in self._eos), None)
             text = tok.decode(row if stop is None else row[:stop], skip_special_tokens=True)
-            if i in json_rows:
-                text = drop_trailing_commas(text).strip()
             results.append(Completion(
                 text=text,
                 tokens_in=int(enc["attention_mask"][i].sum()),
@@ -202,12 +197,12 @@ class LocalBackend:
                   n_out, seconds, n_out / max(seconds, 1e-9))
         return results
 
-    def _json_tokenizer_data(self):
-        if self._enforcer_data is None:
+    def _key_vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
             t0 = time.perf_counter()
-            self._enforcer_data = json_tokenizer_data(self._tok, self._lm.config.vocab_size)
-            log.info("built the JSON constraint's vocabulary index in %.1f s", time.perf_counter() - t0)
-        return self._enforcer_data
+            self._vocabulary = Vocabulary.build(self._tok, self._lm.config.vocab_size)
+            log.info("indexed the vocabulary for key forcing in %.1f s", time.perf_counter() - t0)
+        return self._vocabulary
 
 
 # --- dtype -------------------------------------------------------------------------------------------
@@ -287,95 +282,3 @@ class RowBudget:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
         return ((input_ids.shape[1] - self.prompt_len) >= self.budgets).to(input_ids.device)
-
-
-def json_tokenizer_data(tokenizer, vocab_size: int):
-    """lm-format-enforcer's per-tokenizer index (its transformers integration does not import on v5).
-
-    We keep only tokens whose text is whole characters the parser knows: a token holding part of a UTF-8
-    character, or a character no token starts with (the parser's alphabet), would let the parser lose
-    track of the text, silently close the object and allow EOS in the middle of a string.
-    """
-    from lmformatenforcer import TokenEnforcerTokenizerData
-
-    special = set(tokenizer.all_special_ids)
-    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
-    regular = []
-    for token in range(min(vocab_size, len(tokenizer))):
-        if token in special:
-            continue
-        after_zero = tokenizer.decode([zero, token])[1:]  # keeps a leading space that decode([token]) drops
-        if after_zero and "\ufffd" not in after_zero:
-            regular.append((token, after_zero, len(after_zero) > len(tokenizer.decode([token]))))
-    while True:  # drop tokens with characters outside the alphabet, until nothing changes
-        alphabet = {text[0] for _, text, _ in regular}
-        kept = [t for t in regular if set(t[1]) <= alphabet]
-        if len(kept) == len(regular):
-            break
-        regular = kept
-
-    def decode(tokens: list[int]) -> str:
-        return tokenizer.decode(tokens).rstrip("\ufffd")
-
-    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, True, vocab_size)  # bitmasks
-
-
-def drop_trailing_commas(text: str) -> str:
-    """Remove commas that directly precede a closing brace or bracket (outside strings).
-
-    lm-format-enforcer's object parser accepts `{"a": "x",}` (the one invalid form we saw it let through).
-    """
-    out: list[str] = []
-    in_string = escaped = False
-    pending = -1  # index in `out` of a comma outside strings not yet followed by a value
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string, pending = True, -1
-        elif ch == ",":
-            pending = len(out)
-        elif ch in "}]" and pending >= 0:
-            out[pending] = ""
-            pending = -1
-        elif not ch.isspace():
-            pending = -1
-        out.append(ch)
-    return "".join(out)
-
-
-class JsonObjectConstraint:
-    """Masks the scores of the given rows to tokens that keep their output a valid JSON-object prefix."""
-
-    def __init__(self, tokenizer_data, rows: list[int], prompt_len: int, eos: list[int], schema: dict | None = None):
-        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
-
-        # The parser's state depends on the generated tokens only, so those key the enforcer's cache.
-        self.enforcer = TokenEnforcer(tokenizer_data, JsonSchemaParser(schema or ANY_OBJECT))
-        self.rows = rows
-        self.prompt_len = prompt_len
-        self.eos = set(eos)
-        self._shifts = torch.arange(32, dtype=torch.int32)
-
-    def _allowed(self, generated: list[int], vocab: int) -> torch.Tensor:
-        bitmask = self.enforcer.get_allowed_tokens(generated).allowed_tokens  # int32 (ceil(vocab / 32),)
-        bits = (bitmask[:, None] >> self._shifts) & 1  # (ceil(vocab / 32), 32)
-        return bits.flatten()[:vocab].bool()
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        mask = torch.zeros(len(self.rows), scores.shape[-1], dtype=torch.bool)  # (json rows, vocab)
-        for j, i in enumerate(self.rows):
-            generated = input_ids[i, self.prompt_len:].tolist()
-            if generated and generated[-1] in self.eos:  # finished row: generate pads it, nothing to enforce
-                mask[j] = True
-                continue
-            allowed = self._allowed(generated, scores.shape[-1])
-            mask[j, : allowed.shape[0]] = allowed
-        scores = scores.clone()
-        scores[self.rows] = scores[self.rows].masked_fill(~mask.to(scores.device), float("-inf"))
-        return scores
