@@ -92,6 +92,15 @@ def test_key_forcing_gives_an_object_with_exactly_the_keys(tiny_model):
     assert not any(c.text.startswith('{"a": "') for c in free)  # the random model alone writes no JSON
 
 
+def test_list_forcing_gives_the_asked_number_of_strings(tiny_model):
+    backend = LocalBackend(str(tiny_model), batch_size=4, dtype="fp32")
+    requests = [ChatRequest("brainstorm", max_tokens=600, seed=s, json_list=3) for s in range(4)]
+    done = run(_complete_all(backend, requests))
+    assert all(c.text.startswith('["') for c in done)
+    finished = [json.loads(c.text) for c in done if c.finish_reason == "stop"]
+    assert finished and all(len(items) == 3 and all(items) for items in finished)
+
+
 def test_closed_backend_refuses(tiny_model):
     backend = LocalBackend(str(tiny_model), dtype="fp32")
     run(backend.aclose())

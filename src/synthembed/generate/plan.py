@@ -20,6 +20,7 @@ from synthembed.generate.backends.base import ChatRequest
 from synthembed.tasks.families import FAMILIES, Family, sample_params
 from synthembed.tasks.languages import XLMR_LANGUAGES, default_weights
 
+BRAINSTORM_ITEMS = 20  # the prompts ask for about 20 tasks a call
 NEAR_DUPLICATE = 90  # rapidfuzz token-sort ratio at or above which two task definitions count as one
 
 
@@ -62,7 +63,8 @@ def brainstorm_requests(cfg: GenerateConfig) -> Iterator[tuple[str, int, ChatReq
             continue
         for call in range(cfg.brainstorm_calls):
             seed = _derive_seed(cfg.seed, "brainstorm", name, call)
-            yield name, call, ChatRequest(family.brainstorm, cfg.temperature, cfg.top_p, cfg.max_tokens, seed)
+            yield name, call, ChatRequest(family.brainstorm, cfg.temperature, cfg.top_p, cfg.max_tokens, seed,
+                                          json_list=BRAINSTORM_ITEMS if cfg.json_mode else None)
 
 
 def dedupe_tasks(tasks: Sequence[str]) -> list[str]:

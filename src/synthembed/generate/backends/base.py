@@ -19,6 +19,17 @@ class ChatRequest:
     seed: int | None = None
     json_object: bool = False  # ask the server for a JSON-object response format
     json_keys: tuple[str, ...] | None = None  # the object's keys, for backends that can enforce them
+    json_list: int | None = None  # or: a list of this many strings (brainstorms), where it can be enforced
+
+    @property
+    def scaffold(self) -> list[str] | None:
+        """The JSON around the string values, piece by piece, for backends that write it themselves."""
+        if self.json_keys:
+            first, *rest = [json.dumps(k) for k in self.json_keys]
+            return ["{" + first + ': "', *(", " + k + ': "' for k in rest), "}"]
+        if self.json_list:
+            return ['["', *([', "'] * (self.json_list - 1)), "]"]
+        return None
 
     def key(self, model: str) -> str:
         payload = json.dumps({"model": model, **asdict(self)}, sort_keys=True, ensure_ascii=False)

@@ -1,13 +1,13 @@
-"""Constrained decoding for small local models: the reply is forced into `{"k1": "...", "k2": "..."}`.
+"""Constrained decoding for small local models: the reply is forced into `{"k1": "...", "k2": "..."}` (an
+example) or `["...", "...", ...]` (a brainstorm), as `ChatRequest.scaffold` describes.
 
-The JSON scaffolding (braces, keys, separators) is written by us token by token; the model only writes the
-string values, from tokens that cannot end a string early or break JSON. A 135M model that rarely writes a
-valid object unaided then always returns the family's keys, and the cost per step is one masked fill.
+The JSON scaffolding (brackets, keys, separators) is written by us token by token; the model only writes the
+string values, from tokens that cannot end a string early or break JSON. A 135M model that rarely writes valid
+JSON unaided then always returns the family's keys, and the cost per step is one masked fill.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -50,18 +50,15 @@ def _safe(text: str) -> bool:
 
 
 class KeyForcing:
-    """A transformers logits processor for one batch; row r must produce the keys in `keys[r]` (None: free)."""
+    """A transformers logits processor for one batch; row r follows `scaffolds[r]` (None: unconstrained)."""
 
-    def __init__(self, tokenizer, vocab: Vocabulary, keys: list[tuple[str, ...] | None], prompt_len: int,
+    def __init__(self, tokenizer, vocab: Vocabulary, scaffolds: list[list[str] | None], prompt_len: int,
                  eos_id: int):
         self.vocab, self.prompt_len, self.eos_id = vocab, prompt_len, eos_id
-        self.pieces = [self._scaffold(tokenizer, k) if k else None for k in keys]  # per row: forced token ids
-        self.rows = [_Row() for _ in keys]
-
-    @staticmethod
-    def _scaffold(tokenizer, keys: tuple[str, ...]) -> list[list[int]]:
-        texts = ["{" + json.dumps(keys[0]) + ': "'] + [", " + json.dumps(k) + ': "' for k in keys[1:]] + ["}"]
-        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        # per row: the forced token ids of each piece
+        self.pieces = [[tokenizer(t, add_special_tokens=False)["input_ids"] for t in s] if s else None
+                       for s in scaffolds]
+        self.rows = [_Row() for _ in scaffolds]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_len

@@ -12,8 +12,8 @@ batch. In fp32 a request's text depends on its seed only, not on which requests 
 (the CPU default where it is faster) padding changes the rounding, so it is reproducible only for the same
 batch (rerun the same requests together, or use dtype="fp32").
 
-With `json_keys` set (and `constrained`), the reply is forced into a JSON object with exactly those keys and
-string values (see key_forcing.py); only `max_tokens` can cut it short (finish_reason "length").
+With `json_keys` or `json_list` set (and `constrained`), the reply is forced into a JSON object with exactly
+those keys, or a list of that many strings (see key_forcing.py); only `max_tokens` can cut it short.
 A batch runs until its longest row ends, so a few rambling rows hold up the rest: keep max_tokens tight.
 """
 
@@ -165,10 +165,10 @@ class LocalBackend:
         prompt_len = enc["input_ids"].shape[1]
         budgets = [min(r.max_tokens, self.max_new_tokens_cap or r.max_tokens) for r in requests]
         processors = LogitsProcessorList()
-        json_rows = [i for i, r in enumerate(requests) if r.json_keys and self.constrained]
+        scaffolds = [r.scaffold if self.constrained else None for r in requests]
+        json_rows = [i for i, s in enumerate(scaffolds) if s]
         if json_rows:
-            keys = [r.json_keys if i in json_rows else None for i, r in enumerate(requests)]
-            processors.append(KeyForcing(tok, self._key_vocabulary(), keys, prompt_len, self._eos[0]))
+            processors.append(KeyForcing(tok, self._key_vocabulary(), scaffolds, prompt_len, self._eos[0]))
         processors.append(RowSampler(requests))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
                                   eos_token_id=self._eos)
