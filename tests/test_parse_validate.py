@@ -196,3 +196,11 @@ def test_frontier_language_swaps_rejected():
     pairs = list(zip(english, others)) + list(zip(others, english))
     rejected = sum(check("sts", donor["output"], _params(row)) == "wrong_language" for row, donor in pairs)
     assert rejected >= 0.85 * len(pairs)
+
+
+def test_looping_text_is_degenerate():
+    looping = {"S1": "S1" + "1" * 120, "S2": "Een goede vertaling van de zin.", "S3": "Een slechte vertaling."}
+    params = {"source_language": "Dutch", "target_language": "Dutch"}
+    assert check("bitext", looping, params) == "degenerate"
+    loop = "the cat the cat the cat the cat " * 10
+    assert check("sts", {"S1": loop, "S2": "A cat sat here.", "S3": "A dog ran."}, {"language": "English"}) == "degenerate"

@@ -9,6 +9,7 @@ than keeping an odd example, so each rule only fires on clear failures.
 from __future__ import annotations
 
 import re
+import zlib
 from functools import lru_cache
 
 KEYS = {
@@ -102,6 +103,8 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
         return "not_string"
     if any(not output[k].strip() for k in keys):
         return "empty_field"
+    if any(_degenerate(output[k]) for k in keys):
+        return "degenerate"
     if family in _DISTINCT:
         a, b = _DISTINCT[family]
         if _norm(output[a]) == _norm(output[b]):
@@ -123,6 +126,18 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
     if any(name and _wrong_language(texts, name) for name, texts in groups):
         return "wrong_language"
     return None
+
+
+DEGENERATE_MIN_CHARS = 24
+DEGENERATE_MAX_RATIO = 0.15  # prose compresses to ~0.4-0.6 of its size; "S1111..." loops to well under 0.1
+
+
+def _degenerate(text: str) -> bool:
+    """A looping or one-character text (a small model stuck in a repetition), judged by how well it compresses."""
+    raw = text.strip().encode()
+    if len(raw) < DEGENERATE_MIN_CHARS:
+        return False
+    return len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_MAX_RATIO or len(set(text.strip())) <= 3
 
 
 # --- language identification ---------------------------------------------------------------
