@@ -1,0 +1,125 @@
+"""The paper's personalized passkey retrieval, generated in code: n people each get a document of identical filler
+text with "{name}'s passkey is {number}. Remember it." hidden at a random depth; the query "What is {name}'s
+passkey?" must retrieve that person's document among the n. Scored as top-1 accuracy per document length.
+
+Lengths count the document's own tokens in the embedder's tokenizer (no special tokens). Documents longer than
+the embedder's max_length are truncated by the embedder, so a passkey beyond the window is lost: that is what the
+RoPE-base experiment probes; `with_rope_theta` makes the model copy for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from synthembed.model.protocol import Embedder
+
+INSTRUCTION = "Given a question, retrieve the document that contains the passkey for the named person"
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+FIRST = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Gustav", "Hana", "Ivan", "Julia", "Kofi", "Lena",
+         "Mateo", "Nadia", "Oscar", "Priya", "Quentin", "Rosa", "Sven", "Tomoko", "Umar", "Vera", "Wei", "Yara"]
+LAST = ["Abbott", "Barros", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova", "Jensen",
+        "Kowalski", "Larsen", "Moreau", "Nakamura", "Okafor", "Petrov", "Quinn", "Rossi", "Schmidt", "Tanaka"]
+
+
+@dataclass
+class PasskeyData:
+    length_tokens: int
+    names: list[str]
+    passkeys: list[str]
+    documents: list[str]  # documents[i] holds passkeys[i]
+    queries: list[str]  # queries[i] asks for names[i]'s passkey
+
+
+def passkey_sentence(name: str, passkey: str) -> str:
+    return f"{name}'s passkey is {passkey}. Remember it."
+
+
+def _count(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _cut(tokenizer, text: str, n_tokens: int) -> str:
+    """The prefix of `text` that is its first n_tokens tokens (character offsets, so the text itself is kept)."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        return text if n_tokens >= len(offsets) else text[: offsets[n_tokens - 1][1]] if n_tokens > 0 else ""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:n_tokens]
+    return tokenizer.decode(ids)
+
+
+def make_passkey_data(tokenizer, length_tokens: int, n: int = 20, seed: int = 0) -> PasskeyData:
+    """n documents of ~length_tokens tokens (within a few: tokens can merge where the passkey meets the filler)."""
+    rng = np.random.default_rng([seed, length_tokens])
+    pairs = [(f, l) for f in FIRST for l in LAST]
+    if n > len(pairs):
+        raise ValueError(f"at most {len(pairs)} people")
+    names = [f"{f} {l}" for f, l in (pairs[i] for i in rng.choice(len(pairs), n, replace=False))]
+    passkeys = [str(k) for k in rng.choice(90000, n, replace=False) + 10000]  # distinct 5-digit numbers
+    unit = _count(tokenizer, FILLER)
+    long_filler = FILLER * (length_tokens // max(unit, 1) + 2)
+    documents = []
+    for name, key in zip(names, passkeys):
+        sentence = passkey_sentence(name, key) + " "
+        budget = length_tokens - _count(tokenizer, sentence)
+        if budget < 1:
+            raise ValueError(f"length {length_tokens} is too short for the passkey sentence")
+        filler = _cut(tokenizer, long_filler, budget)
+        # the passkey goes in at a sentence boundary at a uniformly random depth of the filler
+        depth = int(rng.integers(0, len(filler) + 1))
+        at = filler.rfind(". ", 0, depth)
+        at = 0 if at < 0 else at + 2
+        documents.append(filler[:at] + sentence + filler[at:])
+    queries = [f"What is {name}'s passkey?" for name in names]
+    return PasskeyData(length_tokens, names, passkeys, documents, queries)
+
+
+def accuracy(embedder: Embedder, data: PasskeyData, instruction: str | None = INSTRUCTION,
+             batch_size: int = 4) -> float:
+    """Top-1 accuracy of retrieving each person's document among all n by cosine similarity."""
+    docs = embedder.encode(data.documents, "document", batch_size=batch_size)  # (n, dim)
+    queries = embedder.encode(data.queries, "query", instruction, batch_size=batch_size)  # (n, dim)
+    best = np.argmax(queries @ docs.T, axis=1)  # ties go to the first document
+    return float(np.mean(best == np.arange(len(data.queries))))
+
+
+def evaluate(embedder: Embedder, lengths=(256, 512, 1024), n: int = 20, seed: int = 0,
+             instruction: str | None = INSTRUCTION, batch_size: int = 4, tokenizer=None) -> dict:
+    """{"main_score": mean accuracy over lengths, "accuracy_at_<len>": ...}; the tokenizer defaults to the
+    embedder's own (`embedder.tokenizer`)."""
+    tokenizer = tokenizer or getattr(embedder, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("passkey lengths are in tokens: pass the embedder's tokenizer")
+    out = {f"accuracy_at_{length}": accuracy(embedder, make_passkey_data(tokenizer, length, n, seed), instruction,
+                                             batch_size) for length in lengths}
+    return {"main_score": float(np.mean(list(out.values()))), **out}
+
+
+def with_rope_theta(path: str | Path, theta: float, out_dir: str | Path | None = None,
+                    max_position_embeddings: int | None = None) -> Path:
+    """A copy of the model folder `path` with the RoPE base set to `theta`: config.json rewritten, everything else
+    symlinked (the weights are not copied). transformers 5 keeps the base in rope_parameters["rope_theta"]; older
+    configs have a top-level rope_theta, which is rewritten too."""
+    src = Path(path).resolve()
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"{src.name}-theta{theta:g}-"))
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((src / "config.json").read_text())
+    # multimodal wrappers keep the language model's settings under text_config
+    target = config["text_config"] if isinstance(config.get("text_config"), dict) else config
+    if isinstance(target.get("rope_parameters"), dict):
+        target["rope_parameters"]["rope_theta"] = float(theta)
+    if "rope_theta" in target or not isinstance(target.get("rope_parameters"), dict):
+        target["rope_theta"] = float(theta)
+    if max_position_embeddings:
+        target["max_position_embeddings"] = int(max_position_embeddings)
+    for item in src.iterdir():
+        link = out / item.name
+        if item.name != "config.json" and not link.exists():
+            link.symlink_to(item)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
