@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = SHARED / "data"
@@ -28,3 +29,12 @@ def task_pool(tmp_path, frontier) -> Path:
     path = tmp_path / "tasks.json"
     path.write_text(json.dumps(pools))
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two torch threads on a shared 2-core machine spin against other processes and run 50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from synthembed.data.examples import DataError
 from synthembed.encode.encode import InputError, encode_file
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder
@@ -24,13 +25,7 @@ TEXTS = [f"document {i}: " + "some words about retrieval " * (i % 4) for i in ra
 IDS = [f"doc-{i}" for i in range(len(TEXTS))]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine spin against other processes and run 50x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +149,7 @@ def test_missing_column_and_bad_json(tmp_path, emb):
         encode_file(emb, pq_src, tmp_path / "out.npy", show_progress=False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a"}\n{"text": \n')
-    with pytest.raises(InputError, match=re.escape(f"{bad}:2: invalid JSON")):
+    with pytest.raises(DataError, match=re.escape(f"{bad}:2: not valid JSON")):
         encode_file(emb, bad, tmp_path / "out.npy", show_progress=False)
 
 

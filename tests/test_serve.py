@@ -14,7 +14,6 @@ import httpx
 import numpy as np
 import openai
 import pytest
-import torch
 import uvicorn
 
 from synthembed.encode.encode import encode_file
@@ -26,13 +25,7 @@ TEXTS = ["a", "a somewhat longer text about retrieval", "mid length text", "x" *
 KEY = "secret"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine spin against other processes and run 50x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @contextlib.contextmanager

@@ -22,10 +22,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from synthembed.data.examples import DataError, read_jsonl
+
 log = logging.getLogger(__name__)
 
 
-class InputError(ValueError):
+class InputError(DataError):
     """A row of the input cannot be embedded; the message names file, line and field."""
 
 
@@ -76,7 +78,7 @@ def read_column(path: Path, column: str, id_column: str | None = None) -> tuple[
         rows = ((f"row {i + 1}", {c: table.column(c)[i].as_py() for c in table.column_names})
                 for i in range(table.num_rows))
     elif suffix in (".jsonl", ".json", ".csv"):
-        rows = _csv_rows(path) if suffix == ".csv" else _jsonl_rows(path)
+        rows = _csv_rows(path) if suffix == ".csv" else read_jsonl(path)
     else:
         raise InputError(f"{path}: unsupported input type {suffix!r} (use .jsonl, .csv or .parquet)")
     texts, ids = [], [] if id_column else None
@@ -96,20 +98,6 @@ def read_column(path: Path, column: str, id_column: str | None = None) -> tuple[
     if not texts:
         raise InputError(f"{path}: no rows")
     return texts, ids
-
-
-def _jsonl_rows(path: Path):
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{n}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            yield n, row
 
 
 def _csv_rows(path: Path):
