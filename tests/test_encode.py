@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from synthembed.data.examples import DataError
 from synthembed.encode.encode import InputError, encode_file
