@@ -26,6 +26,7 @@ bench: $(BIN)/synthembed
 	$(BIN)/python bench/generate_engine.py
 	$(BIN)/python bench/generate_local.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/encode.py
 
 clean:
 	rm -rf $(VENV) runs bench/out
