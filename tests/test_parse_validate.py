@@ -204,3 +204,15 @@ def test_looping_text_is_degenerate():
     assert check("bitext", looping, params) == "degenerate"
     loop = "the cat the cat the cat the cat " * 10
     assert check("sts", {"S1": loop, "S2": "A cat sat here.", "S3": "A dog ran."}, {"language": "English"}) == "degenerate"
+
+
+def test_values_that_echo_keys_or_hold_no_letters_are_degenerate():
+    base = {"S1": "Der Hund schläft im Garten.", "S2": "Der Hund ruht im Garten.", "S3": "Die Katze spielt."}
+    params = {"language": "German"}
+    assert check("sts", base, params) is None
+    assert check("sts", {**base, "S2": "S2S3"}, params) == "degenerate"
+    assert check("sts", {**base, "S1": "2018-01-01T00:00:00.000Z, 45000.1"}, params) == "degenerate"
+    pair = {"input": "A short question here", "positive_document": "A short matching phrase."}
+    assert check("short-short", pair, {"language": "English"}) is None
+    pair["input"] = "https://example.com/positive_document.json"
+    assert check("short-short", pair, {"language": "English"}) == "degenerate"

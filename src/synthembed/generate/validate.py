@@ -103,7 +103,7 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
         return "not_string"
     if any(not output[k].strip() for k in keys):
         return "empty_field"
-    if any(_degenerate(output[k]) for k in keys):
+    if any(_degenerate(output[k]) or _echoes_key(output[k], keys) for k in keys):
         return "degenerate"
     if family in _DISTINCT:
         a, b = _DISTINCT[family]
@@ -132,12 +132,24 @@ DEGENERATE_MIN_CHARS = 24
 DEGENERATE_MAX_RATIO = 0.15  # prose compresses to ~0.4-0.6 of its size; "S1111..." loops to well under 0.1
 
 
+MIN_LETTER_SHARE = 0.15  # of non-space characters in values of 16+; "45 + 30h = 150, so h = 3.5" has 0.21
+_KEY_ECHO = re.compile(r"^\s*S[123](?![a-z])")  # "S2S3", "S1: ...": a value that restates its key
+
+
 def _degenerate(text: str) -> bool:
-    """A looping or one-character text (a small model stuck in a repetition), judged by how well it compresses."""
-    raw = text.strip().encode()
-    if len(raw) < DEGENERATE_MIN_CHARS:
-        return False
-    return len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_MAX_RATIO or len(set(text.strip())) <= 3
+    """Looping, one-character or letterless text (a small model stuck), judged by compression and letter share."""
+    stripped = text.strip()
+    raw = stripped.encode()
+    if len(raw) >= DEGENERATE_MIN_CHARS and (len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_MAX_RATIO
+                                             or len(set(stripped)) <= 3):
+        return True
+    visible = [c for c in stripped if not c.isspace()]
+    return len(stripped) >= 16 and sum(c.isalpha() for c in visible) < MIN_LETTER_SHARE * len(visible)
+
+
+def _echoes_key(text: str, keys: tuple[str, ...]) -> bool:
+    """The value repeats the JSON keys instead of content ("https://.../positive_document.json", "S2S3")."""
+    return any("_" in k and k in text for k in keys) or ("S1" in keys and bool(_KEY_ECHO.match(text)))
 
 
 # --- language identification ---------------------------------------------------------------
