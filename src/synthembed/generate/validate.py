@@ -1,7 +1,7 @@
 """Cheap sanity checks on one parsed synthetic example, before it enters the training set.
 
 `check()` returns None for a usable example, else a short reason code (first failing rule):
-missing_key, not_string, empty_field, positive_equals_negative, query_copied, too_short,
+missing_key, not_string, empty_field, degenerate, positive_equals_negative, query_copied, too_short,
 too_long, wrong_language. The rules are deliberately lenient: losing good data costs more
 than keeping an odd example, so each rule only fires on clear failures.
 """
@@ -12,14 +12,9 @@ import re
 import zlib
 from functools import lru_cache
 
-KEYS = {
-    "short-long": ("user_query", "positive_document", "hard_negative_document"),
-    "long-short": ("input_text", "label", "misleading_label"),
-    "short-short": ("input", "positive_document"),
-    "long-long": ("input", "positive_document"),
-    "sts": ("S1", "S2", "S3"),
-    "bitext": ("S1", "S2", "S3"),
-}
+from synthembed.tasks.families import FAMILIES
+
+KEYS = {name: family.keys for name, family in FAMILIES.items()}
 # Pairs that must differ, and (query, document) pairs where the query must not be pasted in.
 _DISTINCT = {"short-long": ("positive_document", "hard_negative_document"),
              "long-short": ("label", "misleading_label"), "sts": ("S2", "S3"), "bitext": ("S2", "S3")}
