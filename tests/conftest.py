@@ -33,7 +33,7 @@ def task_pool(tmp_path, frontier) -> Path:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Two torch threads on a shared 2-core machine spin against other processes and run 50x slower."""
+    """Two torch threads on a busy 2-core machine spin against other processes and run up to 50x slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
