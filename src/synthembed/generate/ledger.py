@@ -57,15 +57,12 @@ class Ledger:
         ).fetchone()
         return None if row is None else Completion(row[0], row[1], row[2], row[3], row[4])
 
-    def _insert_request(self, key: str, kind: str, model: str, prompt: str, done: Completion, seconds: float) -> None:
+    def record_request(self, key: str, kind: str, model: str, prompt: str, done: Completion, seconds: float) -> None:
         self.db.execute(
             "INSERT OR IGNORE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (key, kind, model, prompt, done.text, done.tokens_in, done.tokens_out, done.usage_from,
              done.finish_reason, seconds, time.time()),
         )
-
-    def record_request(self, key: str, kind: str, model: str, prompt: str, done: Completion, seconds: float) -> None:
-        self._insert_request(key, kind, model, prompt, done, seconds)
 
     def totals(self) -> Totals:
         n, t_in, t_out = self.db.execute(
@@ -93,7 +90,7 @@ class Ledger:
         with self.db:  # one transaction: the response and the verdict land together
             self.db.execute("BEGIN")
             if request is not None:
-                self._insert_request(key, "example", request[0], request[1], request[2], request[3])
+                self.record_request(key, "example", *request)
             status = "kept" if verdict is None else ("failed" if verdict.startswith("request_failed") else "rejected")
             if status == "kept" and self._is_duplicate(content_hash, item):
                 status, verdict = "rejected", "duplicate"
