@@ -22,9 +22,10 @@ import torch
 from sentence_transformers import SentenceTransformer, models
 
 from synthembed.model.embedder import HFEmbedder
+from synthembed.model.flops import dense_params, matmul_peak
 from synthembed.model.load import model_path
 
-CORPUS = Path("/work/shared/data/scifact/corpus.jsonl")
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "corpus.jsonl"
 
 
 def load_texts(n: int) -> list[str]:
@@ -36,23 +37,6 @@ def load_texts(n: int) -> list[str]:
             if len(texts) == n:
                 break
     return texts
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, iters: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(iters):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
-
-
-def dense_params(model: torch.nn.Module) -> int:
-    """Parameters that take part in matmuls: all but embedding tables (lookups, not FLOPs)."""
-    emb = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in emb)
 
 
 def bench_model(label, path, texts, L, bs, decoder, repeats):

@@ -273,6 +273,23 @@ def test_beir_errors(tmp_path, kwargs, message):
         load_beir(_beir(tmp_path / "b", **kwargs))
 
 
+def test_task_queries_from_another_beir_dir(tmp_path):
+    """Cross-lingual retrieval: one directory's queries and qrels searched against another one's corpus."""
+    from synthembed.evaluate.run import TaskSpec, load_retrieval
+
+    en = _beir(tmp_path / "en")
+    de = _beir(tmp_path / "de", corpus=[{"_id": "d1", "text": "Dokument eins"}, {"_id": "d2", "text": "zwei"}],
+               queries=[{"_id": "q1", "text": "Anfrage eins"}])
+    data = load_retrieval(TaskSpec(name="X.de-en", type="Retrieval", path=en, queries=de))
+    assert data.corpus["d1"] == ("T", "doc one") and data.queries == {"q1": "Anfrage eins"}
+    assert data.qrels == {"q1": {"d1": 1}}
+    assert load_retrieval(TaskSpec(name="X.en", type="Retrieval", path=en)).queries == {"q1": "query one"}
+    other = _beir(tmp_path / "other", corpus=[{"_id": "p7", "text": "x"}], qrels="q1\tp7\t1\n")
+    with pytest.raises(DataError, match=re.escape(f"{other / 'qrels' / 'test.tsv'}: query 'q1' judges doc 'p7', "
+                                                  f"which is not in {en / 'corpus.jsonl'}")):
+        load_retrieval(TaskSpec(name="X.other-en", type="Retrieval", path=en, queries=other))
+
+
 def test_sts_layouts_and_errors(tmp_path):
     tsv = tmp_path / "sts-test.csv"  # stsbenchmark: tab-separated, 7 fields (+2 optional), stray quotes
     tsv.write_text('g\tf\t2012\t1\t2.5\tA "quoted girl.\tA girl.\textra\textra\ng\tf\t2012\t2\t4\tB.\tC.\n')

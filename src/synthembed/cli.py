@@ -83,6 +83,38 @@ def generate(
     _guard(run)
 
 
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Backbone: gemma-270m | smollm2-135m | minilm | a directory | a hub id.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", "-d", help="PATH[:WEIGHT]: generate output or labeled JSONL (repeatable).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory (checkpoint/, model/).")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps.")] = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Contrastive fine-tuning (InfoNCE, in-batch + hard negatives, LoRA) of a decoder LLM or an encoder. Runs on
+    one CPU or, under `accelerate launch` / `torchrun`, on many GPUs; resumes from its last checkpoint."""
+
+    def run() -> None:
+        from synthembed.train.config import TrainConfig
+        from synthembed.train.trainer import train as run_train
+
+        overrides = {k: v for k, v in {"model": model, "output_dir": output, "max_steps": max_steps}.items()
+                     if v is not None}
+        if data:
+            overrides["data"] = [_data_source(d) for d in data]
+        cfg = load_config(TrainConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])), section="train")
+        console.print(f"wrote {run_train(cfg, show_progress=not quiet)}")
+
+    _guard(run)
+
+
+def _data_source(spec: str) -> dict:
+    path, _, weight = spec.rpartition(":") if spec.rpartition(":")[2].replace(".", "", 1).isdigit() else (spec, "", "")
+    return {"path": path, "weight": float(weight)} if weight else {"path": spec}
+
+
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model: minilm | gemma-270m | smollm2-135m | a directory.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]

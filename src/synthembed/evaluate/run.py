@@ -14,8 +14,8 @@ from synthembed.config import ConfigError, Strict
 from synthembed.evaluate import evaluator
 from synthembed.evaluate.beir import load_beir
 from synthembed.evaluate.cache import EmbeddingCache
-from synthembed.evaluate.data import (load_classification, load_clustering, load_pairs, load_reranking, load_sts,
-                                      load_tatoeba)
+from synthembed.evaluate.data import (DataError, RetrievalData, load_classification, load_clustering, load_pairs,
+                                      load_reranking, load_sts, load_tatoeba)
 from synthembed.evaluate.instructions import instruction_for
 from synthembed.model.offline import cache_dir
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 TaskType = Literal["Retrieval", "STS", "BitextMining", "Classification", "Clustering", "PairClassification",
                    "Reranking"]
 LOADERS = {
-    "Retrieval": lambda t: load_beir(t.path, t.split),
+    "Retrieval": lambda t: load_retrieval(t),
     "STS": lambda t: load_sts(t.path),
     "BitextMining": lambda t: load_tatoeba(t.path, t.lang),
     "Classification": lambda t: load_classification(t.path),
@@ -41,6 +41,9 @@ class TaskSpec(Strict):
     split: str = "test"
     lang: str | None = None  # BitextMining on a Tatoeba directory: e.g. "deu"
     instruction: str | None = None  # overrides the instruction map
+    # Retrieval: a BEIR directory whose queries and qrels replace the task's own, e.g. de questions against the
+    # en corpus (cross-lingual XQuAD); its qrels must name doc ids of `path`'s corpus
+    queries: Path | None = None
 
 
 class EvaluateConfig(Strict):
@@ -64,6 +67,20 @@ def parse_task(spec: str) -> TaskSpec:
     name = parts[2] if len(parts) > 2 else Path(parts[1]).stem
     lang = parts[3] if len(parts) > 3 else None
     return TaskSpec(name=name, type=kind, path=Path(parts[1]), lang=lang)
+
+
+def load_retrieval(task: TaskSpec) -> RetrievalData:
+    data = load_beir(task.path, task.split)
+    if task.queries is None:
+        return data
+    other = load_beir(task.queries, task.split)  # its own files are checked as usual
+    for qid, docs in other.qrels.items():
+        missing = [doc for doc in docs if doc not in data.corpus]
+        if missing:
+            raise DataError(f"{Path(task.queries) / 'qrels' / f'{task.split}.tsv'}: query {qid!r} judges doc "
+                            f"{missing[0]!r}, which is not in {Path(task.path) / 'corpus.jsonl'} (the queries "
+                            f"must share doc ids with the corpus they are searched against)")
+    return RetrievalData(data.corpus, other.queries, other.qrels)
 
 
 def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) -> list[dict]:

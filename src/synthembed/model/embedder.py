@@ -36,7 +36,7 @@ class HFEmbedder:
         path: str | Path,
         pooling: Pooling | None = None,  # None: last for decoders, the folder's setting or mean for encoders
         max_length: int | None = None,
-        query_template: str | None = None,  # None: the paper's for decoders; encoders take no instruction
+        query_template: str | None = None,  # None: the paper's with last-token pooling; else no instruction
         dtype: Literal["auto", "fp32", "bf16"] = "auto",
         name: str | None = None,
         model: torch.nn.Module | None = None,  # an in-memory model (e.g. one being trained)
@@ -49,7 +49,7 @@ class HFEmbedder:
         self.decoder = bool(getattr(self.config, "is_decoder", False)) or _is_causal(self.config)
         self.pooling: Pooling = pooling or st.get("pooling") or ("last" if self.decoder else "mean")
         self.max_length = int(max_length or st.get("max_length") or 512)
-        self.query_template = query_template or (QUERY_TEMPLATE if self.decoder else "{text}")
+        self.query_template = query_template or (QUERY_TEMPLATE if self.pooling == "last" else "{text}")
         self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.path)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -59,15 +59,15 @@ class HFEmbedder:
         self.fingerprint = self._fingerprint()
 
     # -- tokenisation --------------------------------------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Token ids padded into a batch. For last-token pooling we append EOS ourselves (some tokenizers of
         transformers >= 5 silently drop it) and truncate before it, so the pooled position is always EOS."""
-        tok = self.tokenizer
+        tok, max_length = self.tokenizer, max_length or self.max_length
         if self.pooling != "last":
-            return tok(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            return tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         eos = tok.eos_token_id
-        ids = tok(list(texts), truncation=True, max_length=self.max_length - 1, add_special_tokens=True)["input_ids"]
-        ids = [(x if x and x[-1] == eos else x[: self.max_length - 1] + [eos]) for x in ids]
+        ids = tok(list(texts), truncation=True, max_length=max_length - 1, add_special_tokens=True)["input_ids"]
+        ids = [(x if x and x[-1] == eos else x[: max_length - 1] + [eos]) for x in ids]
         return tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     # -- encoding --------------------------------------------------------------------------------------------
@@ -96,9 +96,15 @@ class HFEmbedder:
     def embed_batch(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         batch = self.tokenize(texts)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16):
-            hidden = self.model(**batch).last_hidden_state  # (batch, seq, hidden)
-        vectors = pool(hidden.float(), batch["attention_mask"], self.pooling)  # (batch, hidden)
+            vectors = self.forward(batch)
         return torch.nn.functional.normalize(vectors, dim=-1) if normalize else vectors
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled, unnormalised vectors (batch, hidden) of a tokenized batch, with the graph when training."""
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        hidden = self.model(**batch).last_hidden_state  # (batch, seq, hidden)
+        return pool(hidden.float(), batch["attention_mask"], self.pooling)
 
     @property
     def dim(self) -> int:

@@ -1,0 +1,38 @@
+"""Mixing training sources by weight and cutting an epoch into batches, deterministically from (seed, epoch):
+a resumed run, and every process of a distributed one, sees the same batches."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from synthembed.data.pairs import TrainPair
+
+
+def mix(sources: Sequence[list[TrainPair]], weights: Sequence[float], rng: random.Random) -> list[TrainPair]:
+    """Each source contributes weight x its size per epoch: 1 = once, 2 = twice, 0.5 = a random half."""
+    mixed: list[TrainPair] = []
+    for pairs, weight in zip(sources, weights, strict=True):
+        whole, part = divmod(weight * len(pairs), len(pairs) or 1)
+        mixed += list(pairs) * int(whole) + rng.sample(list(pairs), round(part))
+    return mixed
+
+
+def epoch_batches(sources: Sequence[list[TrainPair]], weights: Sequence[float], batch_size: int, seed: int,
+                  epoch: int, by_source: bool = False, drop_last: bool = True) -> list[list[TrainPair]]:
+    """The batches of one epoch. `by_source`: every batch holds one source (a family or a file) only, so in-batch
+    negatives come from the same kind of task; batch order is still shuffled across sources."""
+    rng = random.Random(f"{seed}:{epoch}")
+    pairs = mix(sources, weights, rng)
+    groups: dict[str, list[TrainPair]] = {}
+    for pair in pairs:
+        groups.setdefault(pair.source if by_source else "", []).append(pair)
+    batches = []
+    for key in sorted(groups):
+        group = groups[key]
+        rng.shuffle(group)
+        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,56 @@
+"""The training config: the paper's recipe by default (LoRA r16, tau 0.02, lr 1e-4, 100 warm-up steps, wd 0.1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from synthembed.config import Strict
+from synthembed.data.pairs import SourceKind
+
+DEFAULT_QUERY_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+class DataSource(Strict):
+    path: Path  # generate output (dir or examples.jsonl) or labeled JSONL {query, pos[], neg[], prompt}
+    weight: float = Field(1.0, gt=0)  # copies per epoch: 2 = twice, 0.5 = a random half
+    kind: SourceKind = "auto"
+
+
+class Lora(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(Strict):
+    model: str = "gemma-270m"  # short name, directory, or hub id when online
+    pooling: Literal["last", "mean", "cls"] | None = None  # None: last for decoders, mean for encoders
+    data: list[DataSource] = Field(default_factory=list)
+    skip_bad_rows: bool = False  # count and skip rows with missing fields instead of stopping
+    by_source: bool = False  # each batch from one family/file: in-batch negatives of the same kind
+    hard_negatives: int = Field(1, ge=0)  # per query, the first n of its negatives
+    query_max_length: int = Field(512, ge=4)
+    doc_max_length: int = Field(512, ge=4)
+    lora: Lora | None = Field(default_factory=Lora)  # None: full fine-tuning
+    tau: float = Field(0.02, gt=0)
+    batch_size: int = Field(16, ge=1)  # global: summed over processes
+    chunk_size: int | None = Field(None, ge=1)  # gradient cache chunk; None: plain
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    max_grad_norm: float | None = Field(None, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    gradient_checkpointing: bool = True
+    rope_theta: float | None = None  # long context: a larger RoPE base
+    seed: int = 0
+    output_dir: Path = Path("runs/train")
+    save_every: int | None = Field(None, ge=1)  # steps between checkpoints (resumable); None: only at the end
+    log_every: int = Field(1, ge=1)
+    query_instruction: str = DEFAULT_QUERY_INSTRUCTION  # the exported model's default "query" prompt
+    threads: int | None = Field(None, ge=1)  # CPU threads (torch.set_num_threads)

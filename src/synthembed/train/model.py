@@ -1,0 +1,49 @@
+"""The model being trained: a backbone (offline short name, directory or hub id) wrapped with LoRA through peft,
+behind the same HFEmbedder that evaluation uses, so training and inference tokenize and pool identically."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModel
+
+from synthembed.model.embedder import HFEmbedder
+from synthembed.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_backbone(name: str) -> Path | str:
+    """Offline short names and directories to a path; anything else is left for the hub."""
+    from synthembed.model.load import EMBEDDING_MODELS, model_path
+
+    if name in EMBEDDING_MODELS or Path(name).expanduser().is_dir():
+        return model_path(name)
+    return name
+
+
+def build_embedder(cfg: TrainConfig) -> HFEmbedder:
+    path = resolve_backbone(cfg.model)
+    if cfg.rope_theta:
+        from synthembed.evaluate.passkey import with_rope_theta
+
+        path = with_rope_theta(path, cfg.rope_theta)
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input gradients (LoRA leaves the embeddings frozen) and
+        # restores the RNG state itself, so dropout masks match between forward and recompute.
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        backbone.config.use_cache = False
+    if cfg.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                          target_modules=cfg.lora.target_modules, task_type="FEATURE_EXTRACTION")
+        backbone = get_peft_model(backbone, lora)
+    trainable = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in backbone.parameters())
+    log.info("%s: %d of %d parameters trainable (%.2f%%)", cfg.model, trainable, total, 100 * trainable / total)
+    return HFEmbedder(path, pooling=cfg.pooling, max_length=max(cfg.query_max_length, cfg.doc_max_length),
+                      name=Path(str(cfg.model)).name, model=backbone)

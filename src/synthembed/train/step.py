@@ -1,0 +1,121 @@
+"""One contrastive training step: a batch of pairs -> tokens -> embeddings -> InfoNCE -> gradients, either plainly
+or through the gradient cache (Gao et al., 2021), which gives the same gradients with the memory of one chunk."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from synthembed.data.pairs import TrainPair
+from synthembed.model.embedder import HFEmbedder, format_query
+from synthembed.train.distributed import gather_rows, gather_sizes, is_distributed, rank
+from synthembed.train.loss import info_nce
+
+Tokens = dict[str, torch.Tensor]
+Embed = Callable[[Tokens], torch.Tensor]  # tokens -> pooled vectors (n, dim), with graph when grad is enabled
+
+
+@dataclass
+class Batch:
+    queries: list[str]  # instruction-formatted
+    docs: list[str]  # per query: its positive, then its hard negatives
+    positive: torch.Tensor  # (Q,) index of each query's positive in docs
+    doc_owner: torch.Tensor  # (D,) index of the query each document belongs to
+    in_batch: torch.Tensor  # (Q,) bool, False: only its own documents are negatives
+
+
+def make_batch(pairs: list[TrainPair], query_template: str, hard_negatives: int = 1) -> Batch:
+    queries, docs, positive, owner = [], [], [], []
+    for i, pair in enumerate(pairs):
+        queries.append(format_query(pair.query, pair.instruction, query_template))
+        positive.append(len(docs))
+        group = [pair.positive, *pair.negatives[:hard_negatives]]
+        docs += group
+        owner += [i] * len(group)
+    return Batch(queries, docs, torch.tensor(positive), torch.tensor(owner),
+                 torch.tensor([p.in_batch_negatives for p in pairs]))
+
+
+def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float) -> torch.Tensor:
+    """This process's queries against the documents of every process (the batch's negatives)."""
+    docs, doc_sizes = gather_rows(d)
+    q_sizes = gather_sizes(len(q), q.device) if is_distributed() else [len(q)]
+    r = rank()
+    q_offset, d_offset = sum(q_sizes[:r]), sum(doc_sizes[:r])
+    owner, _ = gather_rows((batch.doc_owner + q_offset).to(q.device))
+    return info_nce(q, docs, batch.positive.to(q.device) + d_offset, owner, tau, batch.in_batch.to(q.device),
+                    first_query=q_offset)
+
+
+class RandState:
+    """The RNG state at capture time, restorable, so a re-run forward draws the same dropout masks."""
+
+    def __init__(self):
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    @contextlib.contextmanager
+    def restored(self) -> Iterator[None]:
+        devices = list(range(len(self.cuda))) if self.cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(self.cpu)
+            if self.cuda:
+                torch.cuda.set_rng_state_all(self.cuda)
+            yield
+
+
+def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batch, tau: float,
+         chunk_size: int | None = None, backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+         no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+    """Compute the loss of a batch and accumulate its parameter gradients; returns the loss.
+    tokenize(texts, side) with side "query" | "doc"; no_sync: the engine's context that defers gradient
+    synchronisation (DDP), used for every chunk's backward but the last."""
+    if not chunk_size or chunk_size >= len(batch.queries) + len(batch.docs):
+        # One forward for queries and documents together: DDP allows one forward per backward.
+        vectors = embed(concat(tokenize(batch.queries, "query"), tokenize(batch.docs, "doc")))
+        loss = batch_loss(vectors[: len(batch.queries)], vectors[len(batch.queries) :], batch, tau)
+        backward(loss)
+        return float(loss.detach())
+    chunks = [(tokenize(batch.queries[i : i + chunk_size], "query")) for i in range(0, len(batch.queries), chunk_size)]
+    chunks += [(tokenize(batch.docs[i : i + chunk_size], "doc")) for i in range(0, len(batch.docs), chunk_size)]
+    n_query_chunks = -(-len(batch.queries) // chunk_size)
+    # 1. Embed every chunk without a graph, remembering the RNG state each forward started from.
+    states, vectors = [], []
+    with torch.no_grad():
+        for tokens in chunks:
+            states.append(RandState())
+            vectors.append(embed(tokens))
+    # 2. Loss on the whole batch; its gradient with respect to each embedding is the cache.
+    q = torch.cat(vectors[:n_query_chunks]).requires_grad_()
+    d = torch.cat(vectors[n_query_chunks:]).requires_grad_()
+    loss = batch_loss(q, d, batch, tau)
+    loss.backward()
+    cache = list(torch.split(q.grad, chunk_size)) + list(torch.split(d.grad, chunk_size))
+    # 3. Re-run each chunk with its graph and the same randomness; backpropagate its cached gradient.
+    for i, (tokens, state, grad) in enumerate(zip(chunks, states, cache, strict=True)):
+        last = i == len(chunks) - 1
+        with state.restored(), (contextlib.nullcontext() if last else no_sync()):
+            backward((embed(tokens) * grad).sum())
+    return float(loss.detach())
+
+
+def concat(a: Tokens, b: Tokens) -> Tokens:
+    """Two padded batches as one, padded to the longer; pad on the side the first is padded on."""
+    length = max(a["input_ids"].shape[1], b["input_ids"].shape[1])
+    left = bool((a["attention_mask"][:, 0] == 0).any() or (b["attention_mask"][:, 0] == 0).any())
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        fill = t.new_zeros((t.shape[0], length - t.shape[1]))
+        return torch.cat([fill, t] if left else [t, fill], dim=1)
+
+    return {k: torch.cat([pad(a[k]), pad(b[k])]) for k in ("input_ids", "attention_mask")}
+
+
+def tokenizer_for(embedder: HFEmbedder, query_max_length: int, doc_max_length: int):
+    def tokenize(texts: list[str], side: str) -> Tokens:
+        return embedder.tokenize(texts, query_max_length if side == "query" else doc_max_length)
+
+    return tokenize
