@@ -66,8 +66,8 @@ class HFEmbedder:
         if self.pooling != "last":
             return tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         eos = tok.eos_token_id
-        ids = tok(list(texts), truncation=True, max_length=max_length - 1, add_special_tokens=True)["input_ids"]
-        ids = [(x if x and x[-1] == eos else x[: max_length - 1] + [eos]) for x in ids]
+        ids = tok(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+        ids = [(x if x and x[-1] == eos else x[: max_length - 1] + [eos]) for x in ids]  # EOS added once
         return tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     # -- encoding --------------------------------------------------------------------------------------------
@@ -134,12 +134,14 @@ def _sentence_transformers_settings(path: Path) -> dict:
     pooling_cfg = path / "1_Pooling" / "config.json"
     if pooling_cfg.is_file():
         cfg = json.loads(pooling_cfg.read_text())
-        for key, mode in (("pooling_mode_lasttoken", "last"), ("pooling_mode_cls_token", "cls"),
-                          ("pooling_mode_mean_tokens", "mean")):
-            if cfg.get(key):
+        for key, name, mode in (("pooling_mode_lasttoken", "lasttoken", "last"), ("pooling_mode_cls_token", "cls", "cls"),
+                                ("pooling_mode_mean_tokens", "mean", "mean")):
+            if cfg.get(key) or cfg.get("pooling_mode") == name:  # flags before sentence-transformers 6, a name since
                 settings["pooling"] = mode
                 break
-    st_cfg = path / "sentence_bert_config.json"
-    if st_cfg.is_file():
+    st_cfg, tok_cfg = path / "sentence_bert_config.json", path / "tokenizer_config.json"
+    if st_cfg.is_file():  # sentence-transformers < 6 keeps the length here, 6 in the tokenizer's config
         settings["max_length"] = json.loads(st_cfg.read_text()).get("max_seq_length")
+        if not settings["max_length"] and tok_cfg.is_file():
+            settings["max_length"] = json.loads(tok_cfg.read_text()).get("model_max_length")
     return settings

@@ -12,7 +12,8 @@ GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10"
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, iters: int = 10, device: str = "cpu") -> float:
     """Best-of-`iters` FLOP/s of an n x n matmul; in GFLOP/s."""
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    # a private generator: measuring must not move the global RNG (a resumed run replays it)
+    a, b = torch.randn(2, n, n, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(iters):

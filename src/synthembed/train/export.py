@@ -4,6 +4,7 @@ sentence-transformers (modules, last-token pooling, normalisation and a "query" 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -28,7 +29,8 @@ def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, his
             model = model.merge_and_unload()
         model.save_pretrained(out)
         embedder.model = model
-        tokenizer = embedder.tokenizer
+        tokenizer = copy.deepcopy(embedder.tokenizer)
+        tokenizer.chat_template = None  # else sentence-transformers 6 wraps every text in the chat format
         if embedder.pooling == "last":
             append_eos(tokenizer)
         tokenizer.save_pretrained(out)

@@ -54,10 +54,10 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     _save_trainable_only(accelerator)
     embedder.model = model
     out = Path(cfg.output_dir)
+    meter = Meter(dense_params(model), accelerator.device, cfg.mixed_precision)  # before the RNG is restored
     history = _resume(accelerator, out)
     start = len(history)
     tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length)
-    meter = Meter(dense_params(model), accelerator.device, cfg.mixed_precision)
     model.train()
     with _progress(show_progress and accelerator.is_main_process) as progress:
         bar = progress.add_task("train", total=total, completed=start, loss=float("nan"))
