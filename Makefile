@@ -11,7 +11,7 @@ $(BIN)/synthembed: pyproject.toml
 
 .PHONY: demo test test-fast test-all bench clean
 demo: $(BIN)/synthembed
-	$(BIN)/synthembed generate --config configs/demo.yaml
+	$(BIN)/synthembed pipeline --config configs/demo.yaml
 
 test: $(BIN)/synthembed
 	$(BIN)/pytest -q -ra

@@ -115,6 +115,35 @@ def _data_source(spec: str) -> dict:
     return {"path": path, "weight": float(weight)} if weight else {"path": spec}
 
 
+@app.command()
+def pipeline(
+    config: ConfigOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the plan; run nothing.")] = False,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """generate -> train -> evaluate (base and trained) -> one report. Stages whose output exists for the same
+    settings are skipped, so an interrupted run restarts where it stopped."""
+
+    def run() -> None:
+        from rich.table import Table
+
+        from synthembed.pipeline.plan import plan
+        from synthembed.pipeline.run import PipelineConfig, run_pipeline
+
+        overrides = {"output_dir": output} if output else {}
+        cfg = load_config(PipelineConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])))
+        table = Table("stage", "plan", title=f"pipeline {config or '(defaults)'}", show_lines=True)
+        for stage, text in plan(cfg):
+            table.add_row(stage, text)
+        console.print(table)
+        if not dry_run:
+            console.print(f"wrote {run_pipeline(cfg, show_progress=not quiet)}")
+
+    _guard(run)
+
+
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model: minilm | gemma-270m | smollm2-135m | a directory.")]
 DtypeOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]

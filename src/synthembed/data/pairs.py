@@ -63,7 +63,7 @@ def pair_from_labeled(row: dict, source: str = "") -> TrainPair:
     instruction = row.get("prompt") or row.get("instruction") or ""
     in_batch = not str(row.get("type", "")).startswith(("symmetric_class", "symmetric_clustering"))
     return TrainPair(instruction, _text(row, "query"), positives[0], _texts(row, "neg") if "neg" in row else [],
-                     source=source, in_batch_negatives=in_batch)
+                     source=row.get("source") or source, in_batch_negatives=in_batch)
 
 
 def read_pairs(path: Path, kind: SourceKind = "auto", skip_bad: bool = False) -> tuple[list[TrainPair], int]:
