@@ -87,3 +87,21 @@ def test_weighted_mixing_and_single_source_batches_are_deterministic():
     assert sum(len(x) for x in batches) == 16 + 4  # a twice, b half
     assert batches == epoch_batches([a, b], [2.0, 0.5], batch_size=4, seed=1, epoch=0, by_source=True)
     assert batches != epoch_batches([a, b], [2.0, 0.5], batch_size=4, seed=1, epoch=1, by_source=True)
+
+
+def test_labeled_rows_from_evaluation_train_splits(tmp_path):
+    from synthembed.data.examples import write_jsonl
+    from synthembed.data.labeled import from_beir, from_classification, from_sts
+    from synthembed.evaluate.data import LabeledTexts, STSData
+
+    need(DATA / "scifact")
+    scifact = from_beir(DATA / "scifact", "train", "Given a claim, find documents")
+    judged = sum(1 for line in (DATA / "scifact/qrels/train.tsv").read_text().splitlines()[1:] if line.strip())
+    assert len(scifact) == judged and all(r["pos"][0] and r["prompt"] for r in scifact)
+    sts = from_sts(STSData(["a cat", "a cat", "a dog"], ["one cat", "a car", "a puppy"], [4.6, 0.4, 4.2]), 4.0)
+    assert sts[0] == {"query": "a cat", "pos": ["one cat"], "neg": ["a car"], "prompt": "Retrieve semantically similar text."}
+    assert len(sts) == 2
+    rows = from_classification(LabeledTexts(["t1", "t2", "t3", "u1"], ["x", "x", "x", "y"]), "Classify", negatives=3)
+    assert len(rows) == 3 and all(r["pos"][0].startswith("t") and r["neg"] == ["u1"] for r in rows)
+    pairs, _ = read_pairs(write_jsonl(tmp_path / "cls.jsonl", rows))
+    assert not any(p.in_batch_negatives for p in pairs)

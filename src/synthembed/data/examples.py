@@ -38,6 +38,14 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> Iterator[tuple[int
             yield lineno, row
 
 
+def write_jsonl(path: Path, rows) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return path
+
+
 def read_examples(path: Path) -> Iterator[tuple[int, dict]]:
     """Rows of a generate output, checked for the fields every family has and the family's own keys."""
     from synthembed.tasks.families import FAMILIES

@@ -3,10 +3,10 @@ its instruction already applied) searches the positives and hard negatives of al
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
+from synthembed.data.examples import write_jsonl
 from synthembed.data.pairs import TrainPair, read_pairs
 from synthembed.model.embedder import QUERY_TEMPLATE, format_query
 
@@ -20,10 +20,8 @@ def split_holdout(examples: Path, out: Path, holdout: float, seed: int = 0, min_
     n = min(max(n, min_holdout), len(pairs) // 2)
     held, train = pairs[:n], pairs[n:]
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train.jsonl", "w", encoding="utf-8") as f:
-        for p in train:
-            f.write(json.dumps({"query": p.query, "pos": [p.positive], "neg": p.negatives, "prompt": p.instruction,
-                                "source": p.source}, ensure_ascii=False) + "\n")
+    write_jsonl(out / "train.jsonl", ({"query": p.query, "pos": [p.positive], "neg": p.negatives,
+                                       "prompt": p.instruction, "source": p.source} for p in train))
     write_beir(held, out / "heldout")
     return {"train": len(train), "heldout": len(held)}
 
@@ -35,12 +33,9 @@ def write_beir(pairs: list[TrainPair], out: Path) -> None:
     for p in pairs:
         for text in (p.positive, *p.negatives):
             doc_ids.setdefault(text, f"d{len(doc_ids)}")
-    _write_jsonl(out / "corpus.jsonl", [{"_id": i, "title": "", "text": t} for t, i in doc_ids.items()])
-    _write_jsonl(out / "queries.jsonl", [{"_id": f"q{k}", "text": format_query(p.query, p.instruction, QUERY_TEMPLATE)}
-                                         for k, p in enumerate(pairs)])
+    write_jsonl(out / "corpus.jsonl", ({"_id": i, "title": "", "text": t} for t, i in doc_ids.items()))
+    write_jsonl(out / "queries.jsonl", ({"_id": f"q{k}", "text": format_query(p.query, p.instruction, QUERY_TEMPLATE)}
+                                        for k, p in enumerate(pairs)))
     rows = ["query-id\tcorpus-id\tscore"] + [f"q{k}\t{doc_ids[p.positive]}\t1" for k, p in enumerate(pairs)]
     (out / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
 
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

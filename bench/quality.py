@@ -1,0 +1,155 @@
+"""The paper's results table in miniature: Gemma-3-270M with LoRA, one recipe, different training data.
+
+Rows: (a) the base model; (b) synthetic data written by a capable LLM (../shared/data/synthetic-frontier);
+(c) synthetic data from the embedded local generator (SmolLM2-135M) and (b-) the same number of frontier rows;
+(d) labeled data only (the train splits of SciFact, STSBenchmark and Banking77); (e) synthetic + labeled; and
+all-MiniLM-L6-v2 as a reference. Every model is trained with `synthembed train` and scored with the project's
+evaluator on the shared suite (bench/suite.py). Finished rows are kept, so an interrupted run resumes.
+
+    python bench/quality.py --local-data runs/local-gen [--tatoeba-pairs 100] [--scifact-docs 1000] [--rows a,b,..]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from suite import DATA, shared_suite, summarize
+
+from synthembed.data.examples import write_jsonl
+from synthembed.data.labeled import from_beir, from_classification, from_sts
+from synthembed.evaluate.data import load_classification, load_sts
+from synthembed.evaluate.instructions import instruction_for
+from synthembed.evaluate.run import EvaluateConfig, run_tasks
+
+OUT = Path(__file__).resolve().parent / "out" / "quality"
+RESULTS = Path(__file__).resolve().parent / "results"
+FRONTIER = DATA / "synthetic-frontier"
+# The CPU recipe (as configs/demo.yaml): the paper's loss and LoRA; short texts and few steps.
+RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 5, "query_max_length": 64,
+          "doc_max_length": 128, "gradient_checkpointing": False, "hard_negatives": 1}
+COLUMNS = [("SciFact", "SciFact"), ("STSBenchmark", "STSB"), ("sts_multi_mt", "STS multi-mt"),
+           ("Banking77Classification", "Banking77"), ("tatoeba_accuracy", "Tatoeba"),
+           ("xquad_mono", "XQuAD mono"), ("xquad_cross", "XQuAD cross")]
+
+
+def labeled_sources(per_set: int) -> list[Path]:
+    """SciFact, STSBenchmark and Banking77 train splits in the labeled layout, `per_set` rows each."""
+    rng = random.Random(0)
+    sets = {
+        "scifact": from_beir(DATA / "scifact", "train", instruction_for("SciFact", "Retrieval")),
+        "stsbenchmark": from_sts(load_sts(DATA / "stsbenchmark" / "sts-train.csv"), min_score=4.0),
+        "banking77": from_classification(load_classification(DATA / "banking77").train,
+                                         instruction_for("Banking77Classification", "Classification")),
+    }
+    return [write_jsonl(OUT / "labeled" / f"{name}.jsonl", rng.sample(rows, min(per_set, len(rows))))
+            for name, rows in sets.items()]
+
+
+def frontier_subset(n: int) -> Path:
+    rows = [line for f in sorted(FRONTIER.glob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()]
+    return write_jsonl(OUT / f"frontier-{n}.jsonl", map(json.loads, random.Random(0).sample(rows, n)))
+
+
+def train_row(name: str, data: list[Path]) -> Path:
+    out = OUT / "models" / name
+    if not (out / "model" / "modules.json").is_file():
+        cmd = [sys.executable, "-m", "synthembed.cli", "train", "--model", "gemma-270m", "--output", str(out), "-q"]
+        cmd += [a for path in data for a in ("--data", str(path))]
+        cmd += [a for k, v in RECIPE.items() for a in ("--set", f"{k}={v}")]
+        subprocess.run(cmd, check=True)
+    return out / "model"
+
+
+def evaluate_row(name: str, model: str, args) -> dict:
+    path = OUT / "scores" / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    tasks = shared_suite(DATA, args.tatoeba_pairs, args.scifact_docs)
+    cfg = EvaluateConfig(model=model, tasks=tasks, output_dir=OUT / "eval" / name, dtype="bf16",
+                         max_length=args.max_length)
+    started = time.perf_counter()
+    results = run_tasks(cfg, show_progress=False)
+    row = {**{r["task_name"]: r["main_score"] for r in results}, **summarize(results),
+           "eval_s": round(time.perf_counter() - started)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def table(rows: dict[str, dict], args) -> str:
+    lines = ["| row | " + " | ".join(label for _, label in COLUMNS) + " | average |",
+             "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    for name, scores in rows.items():
+        values = [100 * scores[key] for key, _ in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {sum(values) / len(values):.2f} |")
+    return "\n".join(lines)
+
+
+def chart(rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(rows)
+    for i, (name, scores) in enumerate(rows.items()):
+        ax.bar([c + i * width for c in range(len(COLUMNS))], [100 * scores[k] for k, _ in COLUMNS], width,
+               label=name)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(COLUMNS))], [label for _, label in COLUMNS])
+    ax.set_ylabel("score x100")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--local-data", type=Path, required=True, help="a `synthembed generate` output directory")
+    parser.add_argument("--labeled-per-set", type=int, default=450)
+    parser.add_argument("--tatoeba-pairs", type=int, default=100)
+    parser.add_argument("--scifact-docs", type=int, default=1000)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--rows", default="ref,a,b,c,b-,d,e")
+    args = parser.parse_args()
+    local = args.local_data / "examples.jsonl"
+    n_local = sum(1 for _ in open(local))
+    labeled = labeled_sources(args.labeled_per_set)
+    frontier = sorted(FRONTIER.glob("*.jsonl"))
+    plan = {
+        "ref": ("all-MiniLM-L6-v2 (reference)", lambda: "minilm"),
+        "a": ("(a) gemma-270m, untrained", lambda: "gemma-270m"),
+        "b": (f"(b) synthetic, frontier LLM ({sum(1 for f in frontier for _ in open(f))})",
+              lambda: train_row("b", frontier)),
+        "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
+        "b-": (f"(b-) synthetic, frontier LLM, same size as (c) ({n_local})",
+               lambda: train_row("b-", [frontier_subset(n_local)])),
+        "d": (f"(d) labeled only ({3 * args.labeled_per_set})", lambda: train_row("d", labeled)),
+        "e": ("(e) synthetic (frontier) + labeled", lambda: train_row("e", frontier + labeled)),
+    }
+    rows = {}
+    for key in args.rows.split(","):
+        label, model = plan[key]
+        started = time.perf_counter()
+        rows[label] = evaluate_row(key, str(model()), args)
+        print(f"{label}: {json.dumps({k: round(100 * rows[label][k], 2) for k, _ in COLUMNS})} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    chart(rows, RESULTS / "quality.png")
+    caps = f"Tatoeba first {args.tatoeba_pairs} pairs per language; SciFact corpus: relevant docs + {args.scifact_docs}"
+    (RESULTS / "quality.md").write_text(
+        "# Synthetic versus labeled data, Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) +
+        f"\n\n![quality](quality.png)\n\nRecipe: {json.dumps(RECIPE)}. Evaluation: bf16, max length "
+        f"{args.max_length}; {caps}.\n\n    python bench/quality.py --local-data {args.local_data}\n")
+    print(table(rows, args))
+
+
+if __name__ == "__main__":
+    main()
