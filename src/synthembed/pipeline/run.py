@@ -65,6 +65,7 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
     from synthembed.evaluate.run import run_tasks
     from synthembed.generate.run import run_generate
     from synthembed.pipeline.report import write_pipeline_report
+    from synthembed.train.export import add_scores
     from synthembed.train.trainer import train
 
     out = Path(cfg.output_dir)
@@ -100,6 +101,7 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
                                 lambda ev=ev: {"scores": {r["task_name"]: r["main_score"]
                                                           for r in run_tasks(ev, show_progress=show_progress)}}))
         runs[f"{Path(str(cfg.train.model)).name} {label}"] = load_results(ev.output_dir)
+    add_scores(Path(stages[2]["model"]), runs[f"{Path(str(cfg.train.model)).name} trained"])
     write_report(runs, out / "evaluate", title="Base versus trained")
     return write_pipeline_report(out, stages, runs)
 

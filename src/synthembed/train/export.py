@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from tokenizers import processors
 
 from synthembed.model.embedder import HFEmbedder, format_query
@@ -22,7 +23,15 @@ MODEL = "model"
 def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, history: list[dict]) -> Path:
     out = Path(cfg.output_dir) / MODEL
     accelerator.wait_for_everyone()
+    sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    state = accelerator.get_state_dict(embedder.model) if sharded else None  # gathered: every rank takes part
     if accelerator.is_main_process:
+        if sharded:  # the weights are spread over the processes: rebuild the model whole on this one
+            from synthembed.train.model import build_embedder
+
+            gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
+            gathered.model.load_state_dict(state)
+            embedder = gathered
         model = accelerator.unwrap_model(embedder.model)
         if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship merged weights
             model.save_pretrained(out / "adapter")
@@ -83,4 +92,17 @@ def write_card(out: Path, cfg: TrainConfig, history: list[dict]) -> None:
         f"Queries take \"Instruct: {{task}}\\nQuery: {{query}}\"; the default query prompt's task is "
         f"\"{cfg.query_instruction}\".\n\n## Data\n\n{data}\n\n## Training\n\n{len(history)} steps, final loss "
         f"{last.get('loss', float('nan')):.4f}.\n\n```json\n{json.dumps(recipe, indent=1)}\n```\n\n"
-        "## Scores\n\nNot evaluated yet: `synthembed evaluate --model PATH --task ...` writes them.\n")
+        f"{SCORES}\n\nNot evaluated yet: `synthembed evaluate --model PATH --task ...` writes them.\n")
+
+
+SCORES = "## Scores"
+
+
+def add_scores(model_dir: Path, results: list[dict]) -> None:
+    """Replace the card's score section with a table of evaluation results."""
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        return
+    rows = "\n".join(f"| {r['task_name']} | {r['task_type']} | {100 * r['main_score']:.2f} |" for r in results)
+    head = card.read_text().split(SCORES)[0]
+    card.write_text(f"{head}{SCORES}\n\n| task | type | main score (x100) |\n|---|---|---:|\n{rows}\n")

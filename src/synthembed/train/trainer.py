@@ -22,6 +22,7 @@ from synthembed.data.pairs import read_pairs
 from synthembed.model.flops import dense_params, device_peak
 from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
+from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed
 from synthembed.train.model import build_embedder
 from synthembed.train.step import make_batch, step, tokenizer_for
 
@@ -49,18 +50,22 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
         raise ValueError(f"no full batch of {cfg.batch_size}: the data has fewer pairs; lower batch_size")
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
+    if is_deepspeed(accelerator):
+        configure_deepspeed(accelerator, cfg.batch_size // world, cfg.max_grad_norm)
     model, optimizer = accelerator.prepare(embedder.model, optimizer)
+    backward, no_sync, optimizer_step = engine_hooks(accelerator, model)
     accelerator.register_for_checkpointing(scheduler)
     _save_trainable_only(accelerator)
     embedder.model = model
     out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     meter = Meter(dense_params(model), accelerator.device, cfg.mixed_precision)  # before the RNG is restored
     history = _resume(accelerator, out)
     start = len(history)
     tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length)
     model.train()
     with _progress(show_progress and accelerator.is_main_process) as progress:
-        bar = progress.add_task("train", total=total, completed=start, loss=float("nan"))
+        bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, mfu=0.0)
         for n in range(start, total):
             epoch, index = divmod(n, per_epoch)
             pairs = _batches(cfg, sources, epoch, world)[index]
@@ -68,19 +73,18 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             pairs = pairs[accelerator.process_index * local : (accelerator.process_index + 1) * local]
             batch = make_batch(pairs, embedder.query_template, cfg.hard_negatives)
             meter.start()
-            loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, accelerator.backward,
-                        lambda: accelerator.no_sync(model))
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
+            loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, backward, no_sync)
+            optimizer_step(optimizer, params, cfg.max_grad_norm)
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss), "lr": scheduler.get_last_lr()[0],
                       **meter.stop(len(pairs) * world, _count_tokens(tokenize, batch) * world)}
             history.append(record)
-            progress.update(bar, advance=1, loss=record["loss"])
+            progress.update(bar, advance=1, loss=record["loss"], rate=record["examples_per_s"], mfu=record["mfu"])
             if (n + 1) % cfg.log_every == 0:
                 log.info(json.dumps(record))
+                if accelerator.is_main_process:
+                    with open(out / "train_log.jsonl", "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(record) + "\n")
             if cfg.save_every and (n + 1) % cfg.save_every == 0 and n + 1 < total:
                 _checkpoint(accelerator, out, history)
     _checkpoint(accelerator, out, history)
@@ -168,5 +172,6 @@ def _resume(accelerator: Accelerator, out: Path) -> list[dict]:
 
 def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), disable=not enabled,
+                    TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} ex/s  MFU {task.fields[mfu]:.1%}"),
+                    TimeRemainingColumn(), disable=not enabled,
                     transient=False)
