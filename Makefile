@@ -22,11 +22,8 @@ test-fast: $(BIN)/synthembed
 test-all: $(BIN)/synthembed  # adds the MTEB anchors (SciFact, Banking77): 10+ minutes on 2 cores
 	$(BIN)/pytest -q -ra -m ""
 
-bench: $(BIN)/synthembed
-	$(BIN)/python bench/generate_engine.py
-	$(BIN)/python bench/generate_local.py
-	$(BIN)/python bench/serve.py
-	$(BIN)/python bench/encode.py
+bench: $(BIN)/synthembed  # every benchmark against its baseline: bench/results/summary.md
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) runs bench/out
