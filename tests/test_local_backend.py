@@ -121,3 +121,18 @@ def test_smollm2_constrained_json():
     assert all(c.text.startswith('{"user_query": "') for c in done)
     for c in (c for c in done if c.finish_reason == "stop"):
         assert tuple(json.loads(c.text)) == family.keys, c.text
+
+
+def test_repetition_penalty_breaks_greedy_loops_and_keys_the_ledger_apart(tiny_model):
+    """A random tiny model decoding greedily repeats itself; the penalty must reduce repeated tokens, and the two
+    settings must not share ledger entries."""
+    requests = [ChatRequest(f"say {w}", temperature=0.0, max_tokens=48, seed=0) for w in ("a", "bb", "ccc")]
+    plain = run(_complete_all(LocalBackend(str(tiny_model), dtype="fp32"), requests))
+    penalised_backend = LocalBackend(str(tiny_model), dtype="fp32", repetition_penalty=2.0)
+    penalised = run(_complete_all(penalised_backend, requests))
+
+    def repeats(text: str) -> int:
+        return len(text) - len(set(text))
+
+    assert sum(map(repeats, (c.text for c in penalised))) < sum(map(repeats, (c.text for c in plain)))
+    assert requests[0].key(penalised_backend.model) != requests[0].key(LocalBackend(str(tiny_model)).model)

@@ -46,6 +46,7 @@ class GenerateConfig(Strict):
     seed: int = 0
     concurrency: int = Field(64, ge=1)
     batch_size: int = Field(16, ge=1)  # local backend
+    repetition_penalty: float = Field(1.0, ge=1.0)  # local backend: > 1 discourages loops (small models)
     timeout_s: float = Field(120, gt=0)
     max_retries: int = Field(6, ge=0)
     json_mode: bool = True  # ask for a JSON-object response format where the server supports it

@@ -75,7 +75,7 @@ def make_backend(cfg: GenerateConfig) -> Backend:
         return OpenAIBackend(cfg.model, cfg.base_url, cfg.api_key_env, cfg.concurrency, cfg.timeout_s, cfg.max_retries)
     from synthembed.generate.backends.local import LocalBackend
 
-    return LocalBackend(cfg.model, batch_size=cfg.batch_size)
+    return LocalBackend(cfg.model, batch_size=cfg.batch_size, repetition_penalty=cfg.repetition_penalty)
 
 
 def run_generate(cfg: GenerateConfig, backend: Backend | None = None, show_progress: bool = True) -> RunReport:

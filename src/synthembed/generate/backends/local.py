@@ -49,8 +49,12 @@ class LocalBackend:
         max_new_tokens_cap: int | None = None,
         constrained: bool = True,
         batch_wait_s: float = 0.01,
+        repetition_penalty: float = 1.0,  # > 1 discourages the loops small models fall into
     ):
-        self.model = str(model)
+        self.source = str(model)
+        self.repetition_penalty = repetition_penalty
+        # the ledger keys requests by this name: a different penalty gives different replies
+        self.model = self.source if repetition_penalty == 1.0 else f"{self.source}@repetition_penalty={repetition_penalty:g}"
         self.batch_size = batch_size
         self.max_concurrency = batch_size * 2
         self.dtype_name = dtype
@@ -132,7 +136,7 @@ class LocalBackend:
 
         from synthembed.model.offline import resolve
 
-        path = resolve(self.model)
+        path = resolve(self.source)
         dtype = pick_dtype(self.dtype_name)
         t0 = time.perf_counter()
         self._tok = AutoTokenizer.from_pretrained(path)
@@ -172,7 +176,7 @@ class LocalBackend:
                                          budgets))
         processors.append(RowSampler(requests))
         config = GenerationConfig(max_new_tokens=max(budgets), do_sample=False, pad_token_id=tok.pad_token_id,
-                                  eos_token_id=self._eos)
+                                  eos_token_id=self._eos, repetition_penalty=self.repetition_penalty)
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self._lm.generate(**enc, generation_config=config, logits_processor=processors,
