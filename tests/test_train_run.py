@@ -4,6 +4,7 @@ directory gives the in-memory model's vectors in sentence-transformers, transfor
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,27 @@ def test_gemma_270m_trains_and_loads_in_sentence_transformers(tmp_path):
     assert len(history) == 2 and all(0 < r["loss"] < 20 and r["tokens_per_s"] > 0 for r in history)
     vectors = SentenceTransformer(str(out), device="cpu").encode(QUERIES, prompt_name="query")
     assert vectors.shape == (2, 640) and abs(float((vectors**2).sum(1).mean()) - 1) < 1e-4
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_torchrun_two_processes_end_with_the_single_process_weights(decoder, tmp_path, chunk):
+    """The real launcher and engine (torchrun -> accelerate -> DDP over gloo): same adapter after 3 steps."""
+    data = need(FRONTIER / "sts.jsonl")
+    extra = {"lora.dropout": 0.0, "mixed_precision": "no", "max_steps": 3, **({"chunk_size": chunk} if chunk else {})}
+    single = CliRunner().invoke(app, recipe(decoder, data, tmp_path / "one", **extra))
+    assert single.exit_code == 0, single.output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port,
+           "-m", "synthembed.cli", *recipe(decoder, data, tmp_path / "two", **extra), "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "model" / "adapter" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "two" / "model" / "adapter" / "adapter_model.safetensors")
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=1e-4, msg=key)
+    losses = [[r["loss"] for r in json.loads((tmp_path / d / "model" / "training_history.json").read_text())]
+              for d in ("one", "two")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from synthembed.config import Strict
 from synthembed.data.pairs import SourceKind
@@ -54,3 +54,8 @@ class TrainConfig(Strict):
     log_every: int = Field(1, ge=1)
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION  # the exported model's default "query" prompt
     threads: int | None = Field(None, ge=1)  # CPU threads (torch.set_num_threads)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value):
+        return "no" if value is False else value  # YAML reads a bare `no` as false
