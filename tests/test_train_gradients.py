@@ -31,7 +31,7 @@ PAIRS = [
 def embedder_for(path, dropout=0.0, checkpointing=False):
     torch.manual_seed(0)
     cfg = TrainConfig(model=str(path), lora=Lora(r=4, alpha=8, dropout=dropout),
-                      gradient_checkpointing=checkpointing)
+                      gradient_checkpointing=checkpointing, mixed_precision="no")  # exact fp32 math
     embedder = build_embedder(cfg)
     with torch.no_grad():  # LoRA starts with B = 0, which would make every A gradient zero
         for name, p in embedder.model.named_parameters():

@@ -104,7 +104,9 @@ class HFEmbedder:
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         hidden = self.model(**batch).last_hidden_state  # (batch, seq, hidden)
-        return pool(hidden.float(), batch["attention_mask"], self.pooling)
+        if self.pooling == "mean":  # a sum over many tokens: in fp32
+            hidden = hidden.float()
+        return pool(hidden, batch["attention_mask"], self.pooling).float()
 
     @property
     def dim(self) -> int:

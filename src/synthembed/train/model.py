@@ -30,7 +30,10 @@ def build_embedder(cfg: TrainConfig) -> HFEmbedder:
         from synthembed.evaluate.passkey import with_rope_theta
 
         path = with_rope_theta(path, cfg.rope_theta)
-    backbone = AutoModel.from_pretrained(path, dtype=torch.float32)
+    # LoRA under bf16 mixed precision: the frozen backbone is held in bf16 (half the memory, no per-forward weight
+    # casts); the adapters, which the optimizer updates, stay fp32.
+    frozen_bf16 = cfg.lora is not None and cfg.mixed_precision == "bf16"
+    backbone = AutoModel.from_pretrained(path, dtype=torch.bfloat16 if frozen_bf16 else torch.float32)
     if cfg.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input gradients (LoRA leaves the embeddings frozen) and
         # restores the RNG state itself, so dropout masks match between forward and recompute.
@@ -41,7 +44,7 @@ def build_embedder(cfg: TrainConfig) -> HFEmbedder:
 
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=cfg.lora.target_modules, task_type="FEATURE_EXTRACTION")
-        backbone = get_peft_model(backbone, lora)
+        backbone = get_peft_model(backbone, lora, autocast_adapter_dtype=True)  # adapters in fp32
     trainable = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
     total = sum(p.numel() for p in backbone.parameters())
     log.info("%s: %d of %d parameters trainable (%.2f%%)", cfg.model, trainable, total, 100 * trainable / total)

@@ -74,9 +74,13 @@ def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batc
     tokenize(texts, side) with side "query" | "doc"; no_sync: the engine's context that defers gradient
     synchronisation (DDP), used for every chunk's backward but the last."""
     if not chunk_size or chunk_size >= len(batch.queries) + len(batch.docs):
-        # One forward for queries and documents together: DDP allows one forward per backward.
-        vectors = embed(concat(tokenize(batch.queries, "query"), tokenize(batch.docs, "doc")))
-        loss = batch_loss(vectors[: len(batch.queries)], vectors[len(batch.queries) :], batch, tau)
+        queries, docs = tokenize(batch.queries, "query"), tokenize(batch.docs, "doc")
+        if is_distributed():  # DDP allows one forward per backward: queries and documents padded together
+            vectors = embed(concat(queries, docs))
+            q, d = vectors[: len(batch.queries)], vectors[len(batch.queries) :]
+        else:  # each side padded to its own length: short queries cost less
+            q, d = embed(queries), embed(docs)
+        loss = batch_loss(q, d, batch, tau)
         backward(loss)
         return float(loss.detach())
     chunks = [(tokenize(batch.queries[i : i + chunk_size], "query")) for i in range(0, len(batch.queries), chunk_size)]

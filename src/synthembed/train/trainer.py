@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import get_linear_schedule_with_warmup
@@ -36,6 +37,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    AcceleratorState._reset_state()  # a second run in this process may choose another precision
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     world = accelerator.num_processes
     if cfg.batch_size % world:
