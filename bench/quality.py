@@ -31,8 +31,8 @@ OUT = Path(__file__).resolve().parent / "out" / "quality"
 RESULTS = Path(__file__).resolve().parent / "results"
 FRONTIER = DATA / "synthetic-frontier"
 # The CPU recipe (as configs/demo.yaml): the paper's loss and LoRA; short texts and few steps.
-RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 5, "query_max_length": 64,
-          "doc_max_length": 128, "gradient_checkpointing": False, "hard_negatives": 1}
+RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 2, "query_max_length": 48,
+          "doc_max_length": 96, "gradient_checkpointing": False, "hard_negatives": 1}
 COLUMNS = [("SciFact", "SciFact"), ("STSBenchmark", "STSB"), ("sts_multi_mt", "STS multi-mt"),
            ("Banking77Classification", "Banking77"), ("tatoeba_accuracy", "Tatoeba"),
            ("xquad_mono", "XQuAD mono"), ("xquad_cross", "XQuAD cross")]
@@ -113,27 +113,34 @@ def chart(rows: dict[str, dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--local-data", type=Path, required=True, help="a `synthembed generate` output directory")
-    parser.add_argument("--labeled-per-set", type=int, default=450)
+    parser.add_argument("--labeled-per-set", type=int, default=450, help="rows from each labeled train split")
     parser.add_argument("--tatoeba-pairs", type=int, default=100)
     parser.add_argument("--scifact-docs", type=int, default=1000)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", default="ref,a,b,c,b-,d,e")
+    parser.add_argument("--synthetic-n", type=int, help="a random subset of the frontier rows (default: all)")
+    parser.add_argument("--train-only", action="store_true", help="train the rows' models, evaluate nothing")
     args = parser.parse_args()
     local = args.local_data / "examples.jsonl"
     n_local = sum(1 for _ in open(local))
     labeled = labeled_sources(args.labeled_per_set)
     frontier = sorted(FRONTIER.glob("*.jsonl"))
+    synthetic = [frontier_subset(args.synthetic_n)] if args.synthetic_n else frontier
+    n_synthetic = sum(1 for f in synthetic for _ in open(f))
     plan = {
         "ref": ("all-MiniLM-L6-v2 (reference)", lambda: "minilm"),
         "a": ("(a) gemma-270m, untrained", lambda: "gemma-270m"),
-        "b": (f"(b) synthetic, frontier LLM ({sum(1 for f in frontier for _ in open(f))})",
-              lambda: train_row("b", frontier)),
+        "b": (f"(b) synthetic, frontier LLM ({n_synthetic})", lambda: train_row("b", synthetic)),
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
-        "b-": (f"(b-) synthetic, frontier LLM, same size as (c) ({n_local})",
+        "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
-        "d": (f"(d) labeled only ({3 * args.labeled_per_set})", lambda: train_row("d", labeled)),
-        "e": ("(e) synthetic (frontier) + labeled", lambda: train_row("e", frontier + labeled)),
+        "d": (f"(d) labeled only ({sum(1 for f in labeled for _ in open(f))})", lambda: train_row("d", labeled)),
+        "e": ("(e) synthetic (b) + labeled (d)", lambda: train_row("e", synthetic + labeled)),
     }
+    if args.train_only:
+        for key in args.rows.split(","):
+            print(plan[key][0], plan[key][1](), flush=True)
+        return
     rows = {}
     for key in args.rows.split(","):
         label, model = plan[key]
@@ -146,7 +153,7 @@ def main() -> None:
     caps = f"Tatoeba first {args.tatoeba_pairs} pairs per language; SciFact corpus: relevant docs + {args.scifact_docs}"
     (RESULTS / "quality.md").write_text(
         "# Synthetic versus labeled data, Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) +
-        f"\n\n![quality](quality.png)\n\nRecipe: {json.dumps(RECIPE)}. Evaluation: bf16, max length "
+        f"\n\n![quality](quality.png)\n\nRecipe: {json.dumps(RECIPE)}, LoRA r16 (the defaults). Evaluation: bf16, max length "
         f"{args.max_length}; {caps}.\n\n    python bench/quality.py --local-data {args.local_data}\n")
     print(table(rows, args))
 
