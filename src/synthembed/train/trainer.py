@@ -151,6 +151,7 @@ def _checkpoint(accelerator: Accelerator, out: Path, history: list[dict]) -> Non
     """Written beside the last one, then swapped in: a kill at any moment leaves one complete checkpoint."""
     fresh, old = out / f"{CHECKPOINT}.tmp", out / f"{CHECKPOINT}.old"
     accelerator.save_state(str(fresh))
+    accelerator.wait_for_everyone()  # every process has written its part (e.g. its RNG state) before the swap
     if accelerator.is_main_process:
         (fresh / "history.json").write_text(json.dumps(history))
         if (out / CHECKPOINT).exists():
