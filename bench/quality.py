@@ -38,7 +38,7 @@ COLUMNS = [("SciFact", "SciFact"), ("STSBenchmark", "STSB"), ("sts_multi_mt", "S
            ("xquad_mono", "XQuAD mono"), ("xquad_cross", "XQuAD cross")]
 
 
-def labeled_sources(per_set: int) -> list[Path]:
+def labeled_sources(per_set: int, name: str = "labeled") -> list[Path]:
     """SciFact, STSBenchmark and Banking77 train splits in the labeled layout, `per_set` rows each."""
     rng = random.Random(0)
     sets = {
@@ -47,11 +47,12 @@ def labeled_sources(per_set: int) -> list[Path]:
         "banking77": from_classification(load_classification(DATA / "banking77").train,
                                          instruction_for("Banking77Classification", "Classification")),
     }
-    return [write_jsonl(OUT / "labeled" / f"{name}.jsonl", rng.sample(rows, min(per_set, len(rows))))
-            for name, rows in sets.items()]
+    return [write_jsonl(OUT / name / f"{key}.jsonl", rng.sample(rows, min(per_set, len(rows))))
+            for key, rows in sets.items()]
 
 
 def frontier_subset(n: int) -> Path:
+    """n random frontier rows (the same n always gives the same rows)."""
     rows = [line for f in sorted(FRONTIER.glob("*.jsonl")) for line in f.read_text().splitlines() if line.strip()]
     return write_jsonl(OUT / f"frontier-{n}.jsonl", map(json.loads, random.Random(0).sample(rows, n)))
 
@@ -133,7 +134,10 @@ def main() -> None:
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
         "d": (f"(d) labeled only ({sum(1 for f in labeled for _ in open(f))})", lambda: train_row("d", labeled)),
-        "e": ("(e) synthetic (b) + labeled (d)", lambda: train_row("e", synthetic + labeled)),
+        # as many examples as (b) and (d): half of each, so that the rows differ in the data's kind only
+        "e": (f"(e) synthetic + labeled, half each ({n_synthetic // 2} + {3 * (args.labeled_per_set // 2)})",
+              lambda: train_row("e", [frontier_subset(n_synthetic // 2),
+                                      *labeled_sources(args.labeled_per_set // 2, "labeled-half")])),
     }
     if args.train_only:
         for key in args.rows.split(","):
@@ -148,9 +152,9 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     RESULTS.mkdir(exist_ok=True)
     chart(rows, RESULTS / "quality.png")
-    caps = ("the quick suite of bench/suite.py: 300 random pairs per STS set, the first 16 Tatoeba pairs of each of "
-            "112 languages, SciFact's 283 relevant documents + 50 others, Banking77 with 16 train texts per intent "
-            "and 600 test texts, XQuAD's first 60 paragraphs per language with their questions")
+    caps = ("the quick suite of bench/suite.py: 150 random pairs per STS set, the first 8 Tatoeba pairs of each of "
+            "112 languages, SciFact's 283 relevant documents + 50 others, Banking77 with 8 train texts per intent "
+            "and 400 test texts, XQuAD's first 30 paragraphs per language with their questions")
     (RESULTS / "quality.md").write_text(
         "# Synthetic versus labeled data, Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) +
         f"\n\n![quality](quality.png)\n\nRecipe: {json.dumps(RECIPE)}, LoRA r16 (the defaults). Evaluation: bf16, max length "

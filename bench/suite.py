@@ -56,8 +56,8 @@ def shared_suite(data_dir: Path, tatoeba_pairs: int | None = None, scifact_docs:
     return tasks
 
 
-def quick_suite(data_dir: Path, sts_pairs: int = 300, tatoeba_pairs: int = 16, scifact_docs: int = 50,
-                banking_per_label: int = 16, banking_test: int = 600, xquad_paragraphs: int = 60) -> list[TaskSpec]:
+def quick_suite(data_dir: Path, sts_pairs: int = 150, tatoeba_pairs: int = 8, scifact_docs: int = 50,
+                banking_per_label: int = 8, banking_test: int = 400, xquad_paragraphs: int = 30) -> list[TaskSpec]:
     """The same tasks on samples small enough to score a 270M model in minutes on 2 cores (for comparing
     models with each other, not with published numbers): random STS pairs, the first Tatoeba pairs, SciFact's
     relevant documents plus a few, Banking77 with a smaller train pool and test sample, and XQuAD's first
