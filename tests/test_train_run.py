@@ -115,7 +115,8 @@ def test_gemma_270m_trains_and_loads_in_sentence_transformers(tmp_path):
     history = json.loads((out / "training_history.json").read_text())
     assert len(history) == 2 and all(0 < r["loss"] < 20 and r["tokens_per_s"] > 0 for r in history)
     vectors = SentenceTransformer(str(out), device="cpu").encode(QUERIES, prompt_name="query")
-    assert vectors.shape == (2, 640) and abs(float((vectors**2).sum(1).mean()) - 1) < 1e-4
+    # exported in the training dtype (bf16 under bf16 LoRA): unit norm to bf16 precision
+    assert vectors.shape == (2, 640) and abs(float((vectors**2).sum(1).mean()) - 1) < 1e-2
 
 
 @pytest.mark.timeout(400)
