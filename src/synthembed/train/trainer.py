@@ -47,7 +47,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     embedder = build_embedder(cfg)
     params = [p for p in embedder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    per_epoch = len(_batches(cfg, sources, 0, world))
+    batches = _batches(cfg, sources, epoch=0)  # the current epoch's batches, cut once per epoch
+    per_epoch = len(batches)
     if per_epoch == 0:
         raise ValueError(f"no full batch of {cfg.batch_size}: the data has fewer pairs; lower batch_size")
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
@@ -70,7 +71,9 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
         bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, mfu=0.0)
         for n in range(start, total):
             epoch, index = divmod(n, per_epoch)
-            pairs = _batches(cfg, sources, epoch, world)[index]
+            if index == 0 or n == start:
+                batches = _batches(cfg, sources, epoch)
+            pairs = batches[index]
             local = len(pairs) // world
             pairs = pairs[accelerator.process_index * local : (accelerator.process_index + 1) * local]
             batch = make_batch(pairs, embedder.query_template, cfg.hard_negatives)
@@ -130,7 +133,7 @@ def _read_sources(cfg: TrainConfig) -> list:
     return [read_pairs(source.path, source.kind, cfg.skip_bad_rows)[0] for source in cfg.data]
 
 
-def _batches(cfg: TrainConfig, sources: list, epoch: int, world: int) -> list:
+def _batches(cfg: TrainConfig, sources: list, epoch: int) -> list:
     return epoch_batches(sources, [s.weight for s in cfg.data], cfg.batch_size, cfg.seed, epoch, cfg.by_source,
                          drop_last=True)
 
