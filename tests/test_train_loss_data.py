@@ -105,3 +105,90 @@ def test_labeled_rows_from_evaluation_train_splits(tmp_path):
     assert len(rows) == 3 and all(r["pos"][0].startswith("t") and r["neg"] == ["u1"] for r in rows)
     pairs, _ = read_pairs(write_jsonl(tmp_path / "cls.jsonl", rows))
     assert not any(p.in_batch_negatives for p in pairs)
+
+
+def test_info_nce_drops_masked_documents_from_the_negatives_by_hand():
+    from synthembed.train.loss import same_text_as_positive
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    d = torch.tensor([[1.0, 1.0], [3.0, 0.0], [0.0, 1.0]])  # q0: pos d0, neg d1; q1: pos d2 (the text of d0)
+    positive, owner, tau = torch.tensor([0, 2]), torch.tensor([0, 0, 1]), 0.5
+    masked = same_text_as_positive(torch.tensor([7, 5, 7]), positive)
+    assert masked.tolist() == [[True, False, True], [True, False, True]]
+    c = 1 / math.sqrt(2)
+    # q0 keeps d0 (its positive) and d1; q1 keeps d1 and d2 (its positive): the copy of each positive is gone
+    q0 = -math.log(math.exp(c / tau) / (math.exp(c / tau) + math.exp(1.0 / tau)))
+    q1 = -math.log(math.exp(1.0 / tau) / (math.exp(0.0 / tau) + math.exp(1.0 / tau)))
+    got = info_nce(q, d, positive, owner, tau, masked=masked).item()
+    assert got == pytest.approx((q0 + q1) / 2, rel=1e-6)
+    assert info_nce(q, d, positive, owner, tau).item() != pytest.approx(got, rel=1e-3)
+
+
+def test_batch_loss_masks_other_copies_of_a_positive_text():
+    from synthembed.train.step import batch_loss, make_batch
+
+    pairs = [TrainPair("Classify the topic", "the match went to extra time", "sports", ["politics"]),
+             TrainPair("Classify the topic", "she scored twice", "sports", ["music"]),
+             TrainPair("Classify the topic", "parliament voted", "politics", ["sports"])]
+    batch = make_batch(pairs, "Instruct: {instruction}\nQuery: {text}")
+    assert batch.docs == ["sports", "politics", "sports", "music", "politics", "sports"]
+    torch.manual_seed(0)
+    q, d = torch.randn(3, 8), torch.randn(6, 8)
+    # by hand: for q0 and q1 the other "sports" copies are no negatives; for q2, the first "politics" is not
+    masked = torch.tensor([[0, 0, 1, 0, 0, 1], [1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    expected = info_nce(q, d, batch.positive, batch.doc_owner, 0.05, masked=masked)
+    torch.testing.assert_close(batch_loss(q, d, batch, 0.05), expected)
+    batch.doc_keys = None
+    assert batch_loss(q, d, batch, 0.05).item() != pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_sts_and_bitext_documents_get_the_instruction_as_evaluation_gives_it(tmp_path):
+    from synthembed.data.holdout import split_holdout
+    from synthembed.data.pairs import pair_from_generated, pair_from_labeled
+    from synthembed.evaluate.instructions import instruction_for
+    from synthembed.model.embedder import QUERY_TEMPLATE, format_query
+    from synthembed.train.step import make_batch
+
+    sts = pair_from_generated({"family": "sts", "output": {"S1": "A cat sleeps.", "S2": "A cat naps.", "S3": "A dog."}})
+    bitext = pair_from_generated({"family": "bitext", "S1": "Guten Morgen.", "S2": "Good morning.", "S3": "Good night."})
+    search = pair_from_generated({"family": "short-long", "task": "Find answers", "user_query": "q",
+                                  "positive_document": "p", "hard_negative_document": "n"})
+    assert sts.instruct_documents and bitext.instruct_documents and not search.instruct_documents
+    batch = make_batch([sts, bitext, search], QUERY_TEMPLATE)
+    # evaluation encodes both sentences of an STS / bitext pair as queries with the task type's instruction
+    for pair, task, kind in ((sts, "STSBenchmark", "STS"), (bitext, "Tatoeba", "BitextMining")):
+        assert pair.instruction == instruction_for(task, kind)
+    assert batch.docs[:4] == [format_query(t, sts.instruction, QUERY_TEMPLATE) for t in ("A cat naps.", "A dog.")] + [
+        format_query(t, bitext.instruction, QUERY_TEMPLATE) for t in ("Good morning.", "Good night.")]
+    assert batch.docs[4:] == ["p", "n"]
+    # labeled rows: STS rows (by type or by the STS instruction) instruct both sides; a row's own flag wins
+    row = {"query": "a", "pos": ["b"], "neg": ["c"]}
+    assert pair_from_labeled({**row, "prompt": "Retrieve semantically similar text."}).instruct_documents
+    assert pair_from_labeled({**row, "prompt": "Find similar", "type": "symmetric_sts"}).instruct_documents
+    assert not pair_from_labeled({**row, "prompt": "Given a question, find answers"}).instruct_documents
+    assert not pair_from_labeled({**row, "prompt": "Retrieve parallel sentences.", "instruct_documents": False}
+                                 ).instruct_documents
+    with pytest.raises(ValueError, match="instruct_documents"):
+        pair_from_labeled({**row, "instruct_documents": "yes"})
+    # the pipeline's split keeps the flag for training and instructs held-out STS documents too
+    examples = tmp_path / "examples.jsonl"
+    rows = [{"family": "sts", "S1": f"s1 {i}", "S2": f"s2 {i}", "S3": f"s3 {i}"} for i in range(6)]
+    examples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    split_holdout(examples, tmp_path / "split", holdout=2)
+    train_pairs, _ = read_pairs(tmp_path / "split" / "train.jsonl")
+    assert len(train_pairs) == 4 and all(p.instruct_documents for p in train_pairs)
+    corpus = [json.loads(line)["text"] for line in (tmp_path / "split/heldout/corpus.jsonl").read_text().splitlines()]
+    assert len(corpus) == 4 and all(t.startswith("Instruct: Retrieve semantically similar text.\nQuery: s") for t in corpus)
+
+
+def test_each_epoch_draws_a_rows_hard_negatives_afresh_and_reproducibly():
+    negatives = [f"n{i}" for i in range(6)]
+    pairs = [TrainPair("i", f"q{i}", f"p{i}", negatives) for i in range(4)]
+    first = {epoch: [b[0].negatives[0] for b in epoch_batches([pairs], [1.0], 1, seed=3, epoch=epoch)]
+             for epoch in range(8)}
+    seen = {n for chosen in first.values() for n in chosen}
+    assert len(seen) > 2 and seen <= set(negatives)  # not always the first negative
+    again = [b[0] for b in epoch_batches([pairs], [1.0], 1, seed=3, epoch=5)]
+    assert [p.negatives[0] for p in again] == first[5]  # the same (seed, epoch): the same draw (exact resume)
+    assert all(sorted(p.negatives) == negatives for p in again)  # reordered, none lost
+    assert pairs[0].negatives == negatives  # the caller's rows are untouched

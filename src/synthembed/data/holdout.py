@@ -1,5 +1,6 @@
 """A held-out split of generated data, written as a retrieval task in the BEIR layout: each held-out query (with
-its instruction already applied) searches the positives and hard negatives of all held-out examples."""
+its instruction already applied) searches the positives and hard negatives of all held-out examples. Documents of
+symmetric examples (STS, bitext) carry the instruction too, as in training."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def split_holdout(examples: Path, out: Path, holdout: float, seed: int = 0, min_
     held, train = pairs[:n], pairs[n:]
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", ({"query": p.query, "pos": [p.positive], "neg": p.negatives,
-                                       "prompt": p.instruction, "source": p.source} for p in train))
+                                       "prompt": p.instruction, "source": p.source,
+                                       "instruct_documents": p.instruct_documents} for p in train))
     write_beir(held, out / "heldout")
     return {"train": len(train), "heldout": len(held)}
 
@@ -32,10 +34,15 @@ def write_beir(pairs: list[TrainPair], out: Path) -> None:
     doc_ids: dict[str, str] = {}
     for p in pairs:
         for text in (p.positive, *p.negatives):
-            doc_ids.setdefault(text, f"d{len(doc_ids)}")
+            doc_ids.setdefault(_document(p, text), f"d{len(doc_ids)}")
     write_jsonl(out / "corpus.jsonl", ({"_id": i, "title": "", "text": t} for t, i in doc_ids.items()))
     write_jsonl(out / "queries.jsonl", ({"_id": f"q{k}", "text": format_query(p.query, p.instruction, QUERY_TEMPLATE)}
                                         for k, p in enumerate(pairs)))
-    rows = ["query-id\tcorpus-id\tscore"] + [f"q{k}\t{doc_ids[p.positive]}\t1" for k, p in enumerate(pairs)]
+    rows = ["query-id\tcorpus-id\tscore"] + [f"q{k}\t{doc_ids[_document(p, p.positive)]}\t1"
+                                             for k, p in enumerate(pairs)]
     (out / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n")
+
+
+def _document(pair: TrainPair, text: str) -> str:
+    return format_query(text, pair.instruction, QUERY_TEMPLATE) if pair.instruct_documents else text
 

@@ -2,7 +2,8 @@
 
 How each generated family becomes a pair follows the paper: the task definition is the query's instruction;
 short-long gives (query, positive, hard negative), long-short (input, label, misleading label), short-short and
-long-long (input, positive) with in-batch negatives only; STS and bitext (S1, S2, S3) with fixed instructions.
+long-long (input, positive) with in-batch negatives only; STS and bitext (S1, S2, S3) with fixed instructions on
+both sides (documents are formatted like queries), as evaluation encodes both sentences of an STS or bitext pair.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TrainPair:
     negatives: list[str] = field(default_factory=list)
     source: str = ""  # file stem, or the generated family: batches can be drawn from one at a time
     in_batch_negatives: bool = True  # False: only its own negatives count (classification/clustering rows)
+    instruct_documents: bool = False  # True: documents get the instruction too (symmetric tasks: STS, bitext)
 
 
 def pair_from_generated(row: dict) -> TrainPair:
@@ -52,18 +54,25 @@ def pair_from_generated(row: dict) -> TrainPair:
     if not instruction:
         raise ValueError("field 'task': an asymmetric example needs its task definition")
     negatives = [_text(values, neg_key)] if neg_key else []
-    return TrainPair(instruction, _text(values, query_key), _text(values, pos_key), negatives, source=family)
+    return TrainPair(instruction, _text(values, query_key), _text(values, pos_key), negatives, source=family,
+                     instruct_documents=family in SYMMETRIC_INSTRUCTIONS)
 
 
 def pair_from_labeled(row: dict, source: str = "") -> TrainPair:
-    """{query, pos[], neg[], prompt} (the common labeled layout); the first positive is used."""
+    """{query, pos[], neg[], prompt} (the common labeled layout); the first positive is used. Documents get the
+    instruction when the row says so (`instruct_documents`), else for STS rows (type "symmetric_sts") and rows
+    with the STS or bitext instruction, which evaluation also puts on both sides."""
     positives = _texts(row, "pos")
     if not positives:
         raise ValueError("field 'pos': needs at least one positive text")
     instruction = row.get("prompt") or row.get("instruction") or ""
-    in_batch = not str(row.get("type", "")).startswith(("symmetric_class", "symmetric_clustering"))
+    kind = str(row.get("type", ""))
+    in_batch = not kind.startswith(("symmetric_class", "symmetric_clustering"))
+    symmetric = row.get("instruct_documents", kind == "symmetric_sts" or instruction in SYMMETRIC_INSTRUCTIONS.values())
+    if not isinstance(symmetric, bool):
+        raise ValueError(f"field 'instruct_documents' must be true or false, got {symmetric!r}")
     return TrainPair(instruction, _text(row, "query"), positives[0], _texts(row, "neg") if "neg" in row else [],
-                     source=row.get("source") or source, in_batch_negatives=in_batch)
+                     source=row.get("source") or source, in_batch_negatives=in_batch, instruct_documents=symmetric)
 
 
 def read_pairs(path: Path, kind: SourceKind = "auto", skip_bad: bool = False) -> tuple[list[TrainPair], int]:
