@@ -1,5 +1,6 @@
 """The gradient cache and cross-process negatives give the gradients of the plain loss on the whole batch."""
 
+import dataclasses
 import socket
 
 import pytest
@@ -26,6 +27,8 @@ PAIRS = [
     TrainPair("Classify the review", "Broke after one day", "negative", ["positive"], in_batch_negatives=False),
     TrainPair("Retrieve similar text.", "The cat sat on the mat.", "A cat is sitting on a mat.", ["Cats purr."]),
 ]
+# pair 5 (second process) shares its positive text with pair 1 (first process): masked across processes
+DUPLICATED = [*PAIRS[:5], dataclasses.replace(PAIRS[5], positive=PAIRS[1].positive), *PAIRS[6:]]
 
 
 def embedder_for(path, dropout=0.0, checkpointing=False):
@@ -95,7 +98,7 @@ def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         embedder = embedder_for(path, checkpointing=True)
-        local = PAIRS[rank * 4 : (rank + 1) * 4]
+        local = DUPLICATED[rank * 4 : (rank + 1) * 4]
         batch = make_batch(local, embedder.query_template, hard_negatives=2)
         results = {}
         for chunk in (None, 2):
@@ -118,7 +121,10 @@ def test_two_processes_equal_one_process_with_the_whole_batch(decoder, tmp_path,
         port = s.getsockname()[1]
     mp.spawn(_worker, args=(2, port, str(decoder), str(tmp_path)), nprocs=2, join=True)
     embedder = embedder_for(decoder, checkpointing=True)
-    loss, whole = grads_of(embedder, make_batch(PAIRS, embedder.query_template, hard_negatives=2))
+    batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
+    loss, whole = grads_of(embedder, batch)
+    unmasked, _ = grads_of(embedder, dataclasses.replace(batch, doc_keys=None))
+    assert unmasked != pytest.approx(loss, rel=1e-4)  # the duplicate really is masked in the reference
     for rank in (0, 1):
         results = torch.load(tmp_path / f"rank{rank}.pt")
         for chunk, (dist_loss, grads) in results.items():

@@ -4,6 +4,7 @@ or through the gradient cache (Gao et al., 2021), which gives the same gradients
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ import torch
 from synthembed.data.pairs import TrainPair
 from synthembed.model.embedder import HFEmbedder, format_query
 from synthembed.train.distributed import gather_rows, gather_sizes, is_distributed, rank
-from synthembed.train.loss import info_nce
+from synthembed.train.loss import info_nce, same_text_as_positive
 
 Tokens = dict[str, torch.Tensor]
 Embed = Callable[[Tokens], torch.Tensor]  # tokens -> pooled vectors (n, dim), with graph when grad is enabled
@@ -25,18 +26,27 @@ class Batch:
     positive: torch.Tensor  # (Q,) index of each query's positive in docs
     doc_owner: torch.Tensor  # (D,) index of the query each document belongs to
     in_batch: torch.Tensor  # (Q,) bool, False: only its own documents are negatives
+    doc_keys: torch.Tensor | None = None  # (D,) int64 hash of each document's text: equal texts are no negatives
 
 
 def make_batch(pairs: list[TrainPair], query_template: str, hard_negatives: int = 1) -> Batch:
+    """Symmetric pairs (`instruct_documents`) format their documents like queries, with the instruction."""
     queries, docs, positive, owner = [], [], [], []
     for i, pair in enumerate(pairs):
         queries.append(format_query(pair.query, pair.instruction, query_template))
         positive.append(len(docs))
         group = [pair.positive, *pair.negatives[:hard_negatives]]
+        if pair.instruct_documents:
+            group = [format_query(text, pair.instruction, query_template) for text in group]
         docs += group
         owner += [i] * len(group)
     return Batch(queries, docs, torch.tensor(positive), torch.tensor(owner),
-                 torch.tensor([p.in_batch_negatives for p in pairs]))
+                 torch.tensor([p.in_batch_negatives for p in pairs]), torch.tensor([text_key(d) for d in docs]))
+
+
+def text_key(text: str) -> int:
+    """A 64-bit hash of a text, comparable across processes (Python's hash() is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float) -> torch.Tensor:
@@ -46,8 +56,13 @@ def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float) -> to
     r = rank()
     q_offset, d_offset = sum(q_sizes[:r]), sum(doc_sizes[:r])
     owner, _ = gather_rows((batch.doc_owner + q_offset).to(q.device))
-    return info_nce(q, docs, batch.positive.to(q.device) + d_offset, owner, tau, batch.in_batch.to(q.device),
-                    first_query=q_offset)
+    positive = batch.positive.to(q.device) + d_offset
+    masked = None
+    if batch.doc_keys is not None:  # the same text as a query's positive, on any process, is not its negative
+        keys, _ = gather_rows(batch.doc_keys.to(q.device))
+        masked = same_text_as_positive(keys, positive)
+    return info_nce(q, docs, positive, owner, tau, batch.in_batch.to(q.device), first_query=q_offset,
+                    masked=masked)
 
 
 class RandState:
