@@ -1,8 +1,10 @@
 """Mixing training sources by weight and cutting an epoch into batches, deterministically from (seed, epoch):
-a resumed run, and every process of a distributed one, sees the same batches."""
+a resumed run, and every process of a distributed one, sees the same batches. Each epoch also reorders every
+row's hard negatives (seeded by seed, epoch and row), so `negatives[:n]` is a fresh draw from the row's list."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 
@@ -23,6 +25,8 @@ def epoch_batches(sources: Sequence[list[TrainPair]], weights: Sequence[float], 
     """The batches of one epoch. `by_source`: every batch holds one source (a family or a file) only, so in-batch
     negatives come from the same kind of task; batch order is still shuffled across sources."""
     rng = random.Random(f"{seed}:{epoch}")
+    sources = [[shuffle_negatives(p, f"{seed}:{epoch}:{s}:{row}") for row, p in enumerate(pairs)]
+               for s, pairs in enumerate(sources)]
     pairs = mix(sources, weights, rng)
     groups: dict[str, list[TrainPair]] = {}
     for pair in pairs:
@@ -36,3 +40,12 @@ def epoch_batches(sources: Sequence[list[TrainPair]], weights: Sequence[float], 
         batches = [b for b in batches if len(b) == batch_size]
     rng.shuffle(batches)
     return batches
+
+
+def shuffle_negatives(pair: TrainPair, seed: str) -> TrainPair:
+    """The pair with its negatives in a random order drawn from `seed` (unchanged if it has fewer than two)."""
+    if len(pair.negatives) < 2:
+        return pair
+    negatives = list(pair.negatives)
+    random.Random(seed).shuffle(negatives)
+    return dataclasses.replace(pair, negatives=negatives)
