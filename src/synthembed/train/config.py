@@ -41,6 +41,7 @@ class TrainConfig(Strict):
     chunk_size: int | None = Field(None, ge=1)  # gradient cache chunk; None: plain
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(100, ge=0)
+    warmup_ratio_cap: float = Field(0.1, ge=0, le=1)  # warm-up at most this share of the run's steps
     weight_decay: float = Field(0.1, ge=0)
     max_grad_norm: float | None = Field(None, gt=0)
     epochs: float = Field(1.0, gt=0)

@@ -16,7 +16,6 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from transformers import get_linear_schedule_with_warmup
 
 from synthembed.data.mix import epoch_batches
 from synthembed.data.pairs import read_pairs
@@ -25,6 +24,7 @@ from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
 from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed
 from synthembed.train.model import build_embedder
+from synthembed.train.schedule import warmup_linear_schedule
 from synthembed.train.step import make_batch, step, tokenizer_for
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     if per_epoch == 0:
         raise ValueError(f"no full batch of {cfg.batch_size}: the data has fewer pairs; lower batch_size")
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, total)
+    scheduler = warmup_linear_schedule(optimizer, cfg.warmup_steps, total, cfg.warmup_ratio_cap)
     if is_deepspeed(accelerator):
         configure_deepspeed(accelerator, cfg.batch_size // world, cfg.max_grad_norm)
     model, optimizer = accelerator.prepare(embedder.model, optimizer)
@@ -77,11 +77,12 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             local = len(pairs) // world
             pairs = pairs[accelerator.process_index * local : (accelerator.process_index + 1) * local]
             batch = make_batch(pairs, embedder.query_template, cfg.hard_negatives)
+            lr = scheduler.get_last_lr()[0]  # the rate of this step (the scheduler then moves to the next)
             meter.start()
             loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, backward, no_sync)
             optimizer_step(optimizer, params, cfg.max_grad_norm)
             scheduler.step()
-            record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss), "lr": scheduler.get_last_lr()[0],
+            record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss), "lr": lr,
                       **meter.stop(len(pairs) * world, _count_tokens(tokenize, batch) * world)}
             history.append(record)
             progress.update(bar, advance=1, loss=record["loss"], rate=record["examples_per_s"], mfu=record["mfu"])
