@@ -134,7 +134,7 @@ def test_auth_models_and_health(server):
     ({"input": ["z" * 60] * 6}, "input", "max_tokens_per_request"),  # 6 x 61 tokens > 300
     ({"input": ["fine", ""]}, "input", None),
     ({"input": []}, "input", None),
-    ({"input": [[1, 2, 3]]}, "input", None),  # token ids are refused
+    ({"input": [[1, 2, 3]]}, "input", "token_ids_not_accepted"),  # token ids are refused by default
     ({"input": "a", "dimensions": 65}, "dimensions", None),
     ({"input": "a", "encoding_format": "int8"}, "encoding_format", None),
 ])

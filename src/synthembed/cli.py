@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -198,6 +199,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     name: Annotated[Optional[str], typer.Option(help="Model name in replies.")] = None,
+    served_model_name: Annotated[Optional[list[str]], typer.Option(help="Name(s) requests may ask for, e.g. 'text-embedding-3-small' (repeatable or a comma list; the first is the default; others get 404).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="SYNTHEMBED_API_KEY", help="Require 'Authorization: Bearer KEY'.")] = None,
     batching: Annotated[bool, typer.Option("--batching/--no-batching", help="Share forward passes across requests.")] = True,
     max_batch: Annotated[int, typer.Option(help="Texts per forward pass.")] = 32,
@@ -206,6 +208,9 @@ def serve(
     max_request_tokens: Annotated[int, typer.Option(help="Tokens per request.")] = 300_000,
     truncate: Annotated[bool, typer.Option(help="Cut inputs longer than the model's length instead of a 400.")] = False,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per input (default: the model's).")] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger request bodies get 413 before they are read.")] = 8 * 1024 * 1024,
+    max_input_chars: Annotated[Optional[int], typer.Option(help="Longer inputs get 400 before tokenising (default: 32 per token of the model's length).")] = None,
+    accept_token_ids: Annotated[bool, typer.Option(help="Accept lists of this model's own token ids as inputs (refused by default: clients send another tokenizer's).")] = False,
     dtype: DtypeOpt = "auto",
     threads: ThreadsOpt = None,
 ) -> None:
@@ -214,11 +219,16 @@ def serve(
     def run() -> None:
         from synthembed.encode.server import serve as run_server
 
+        key = api_key if api_key is not None else os.environ.get("SYNTHEMBED_API_KEY")
+        if key is not None and not key.strip():  # a bare "Bearer" would pass an empty key
+            raise ValueError("the API key is empty (--api-key or SYNTHEMBED_API_KEY): give a non-empty key, or "
+                             "none to serve without authentication")
         embedder = _embedder(model, max_length, dtype, threads, name)
         console.print(f"serving {embedder.name} on http://{host}:{port}/v1 (batching {'on' if batching else 'off'})")
         run_server(embedder, host=host, port=port, api_key=api_key, batching=batching, max_batch=max_batch,
                    max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
-                   truncate=truncate)
+                   truncate=truncate, model_name=[*([name] if name else []), *(served_model_name or [])] or None,
+                   max_body_bytes=max_body_bytes, max_input_chars=max_input_chars, accept_token_ids=accept_token_ids)
 
     _guard(run)
 
