@@ -33,7 +33,7 @@ def test_yaml_with_overrides(tmp_path):
     [
         ("families: {retrieval: 1}", "field 'families': unknown family ['retrieval']; allowed: ['short-long'"),
         ("shard: 3/2", "field 'shard': shard must be 'i/N'"),
-        ("num_exampels: 3", "field 'num_exampels': unknown setting; allowed: output_dir"),
+        ("num_exampels: 3", "field 'num_exampels': unknown setting (did you mean 'num_examples'?); allowed: output_dir"),
         ("languages: [Klingon]", "field 'languages'"),
         ("backend: vllm", "field 'backend': Input should be 'local' or 'openai'"),
         ("backend: openai\nmodel: my-model\nmax_cost: 5", "max_cost needs a price for model 'my-model'"),

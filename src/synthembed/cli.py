@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from synthembed.config import ConfigError, GenerateConfig, load_config, merge_dicts, parse_overrides
 from synthembed.model.offline import OfflineModelError
@@ -303,7 +304,8 @@ def _guard(fn) -> None:
     try:
         fn()
     except (ConfigError, FileNotFoundError, ValueError, OfflineModelError) as err:
-        console.print(f"[red]error:[/] {err}")
+        for line in str(err).splitlines() or [""]:  # user text printed as it is: no markup, no emoji codes
+            console.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)  # soft_wrap: one line each
         raise typer.Exit(2) from None
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import types
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from synthembed.tasks.families import FAMILIES
 from synthembed.tasks.languages import resolve
@@ -16,8 +19,21 @@ class ConfigError(ValueError):
     """A config file or override that is wrong; the message names the field and what is allowed."""
 
 
+# The top level of a config file: the pipeline's settings (PipelineConfig's fields; a test keeps them equal).
+SECTIONS = ("output_dir", "generate", "holdout", "train", "evaluate")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value, info: ValidationInfo):
+        """pydantic reads `batch_size: true` as 1; a YAML boolean where a number belongs is a mistake."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _boolean_for_number(value, field.annotation):
+            raise ValueError("expected a number, got a boolean (true/false)")
+        return value
 
 
 class Price(Strict):
@@ -157,21 +173,64 @@ def load_config(cls: type[Strict], path: Path | None = None, overrides: dict | N
     where = "command line"
     if path is not None:
         where = str(path)
-        if not Path(path).is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        data = _read_yaml(Path(path))
         if section is not None:
-            data = data.get(section, {}) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+            data = _section(data, section, path)
     data = merge_dicts(data, overrides or {})
     try:
         return cls.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_describe(err, where, cls)) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {_yaml_type(data)}")
+    return data
+
+
+def _section(data: dict, section: str, path: Path) -> dict:
+    """One section of a pipeline-layout file; a top-level key that is no section is a typo, not ignored."""
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(f"{path}: unknown top-level section {str(key)!r}{_did_you_mean(str(key), SECTIONS)}; "
+                              f"allowed: {', '.join(SECTIONS)} (the {section!r} section holds this command's settings)")
+    settings = data.get(section) or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: section '{section}': expected a mapping of settings, got {_yaml_type(settings)}")
+    return settings
+
+
+def _yaml_type(value) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__)
+
+
+def _did_you_mean(name: str, allowed) -> str:
+    close = difflib.get_close_matches(name, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _boolean_for_number(value, annotation) -> bool:
+    """True if `value` holds a boolean where `annotation` wants an int or a float (pydantic would take it as 0/1)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        if isinstance(value, bool) and bool in args:
+            return False
+        return any(_boolean_for_number(value, arg) for arg in args)
+    if isinstance(value, bool):
+        return annotation in (int, float)
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_boolean_for_number(v, args[1]) for v in value.values())
+    if origin in (list, tuple, set) and isinstance(value, (list, tuple)) and args:
+        return any(_boolean_for_number(v, args[0]) for v in value)
+    return False
 
 
 def _describe(err: ValidationError, where: str, cls: type[Strict]) -> str:
@@ -180,6 +239,26 @@ def _describe(err: ValidationError, where: str, cls: type[Strict]) -> str:
         field = ".".join(str(p) for p in issue["loc"]) or "(config)"
         message = issue["msg"].removeprefix("Value error, ")
         if issue["type"] == "extra_forbidden":
-            message = f"unknown setting; allowed: {', '.join(cls.model_fields)}"
+            allowed = list(_model_at(cls, issue["loc"][:-1]).model_fields)
+            message = f"unknown setting{_did_you_mean(str(issue['loc'][-1]), allowed)}; allowed: {', '.join(allowed)}"
         lines.append(f"{where}: field '{field}': {message}")
     return "\n".join(lines)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The model class that a validation error's location (minus its last part) points into."""
+    for part in loc:
+        field = cls.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            continue  # a list index or dict key: the element's model comes from the enclosing annotation
+        models = [a for a in (field.annotation, *_nested_args(field.annotation))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return cls
+        cls = models[0]
+    return cls
+
+
+def _nested_args(annotation) -> list:
+    args = list(get_args(annotation))
+    return args + [inner for arg in args for inner in _nested_args(arg)]

@@ -91,6 +91,8 @@ def read_pairs(path: Path, kind: SourceKind = "auto", skip_bad: bool = False) ->
             if not skip_bad:
                 raise DataError(f"{file}:{lineno}: {_reason(err)}") from None
             skipped += 1
+    if not pairs:  # caught here, when the file is read, not after a model has loaded
+        raise DataError(f"{file}: no training pairs " + (f"(all {skipped} rows are bad)" if skipped else "(no rows)"))
     if skipped:
         log.warning("%s: skipped %d bad rows", file, skipped)
     return pairs, skipped

@@ -6,6 +6,7 @@ that is not in queries.jsonl / corpus.jsonl, an empty query, a doc with neither 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from synthembed.data.examples import DataError, read_jsonl
@@ -18,6 +19,10 @@ def load_beir(root: Path, split: str = "test") -> RetrievalData:
     corpus: dict[str, tuple[str, str]] = {}
     for lineno, row in read_jsonl(_need(root / "corpus.jsonl"), ("_id", "text")):
         doc_id, title = str(row["_id"]), row.get("title") or ""
+        for field, value in (("text", row["text"]), ("title", title)):
+            if not isinstance(value, str):
+                raise DataError(f"{root / 'corpus.jsonl'}:{lineno}: field '{field}' must be a string, got "
+                                f"{json.dumps(value)} for doc {doc_id!r}")
         if not (title + row["text"]).strip():
             raise DataError(f"{root / 'corpus.jsonl'}:{lineno}: field 'text' is empty (and no title) "
                             f"for doc {doc_id!r}")
