@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from synthembed.testing.replay_data import write_replay_data
+
+# The read-only spec and data sets beside the checkout; SYNTHEMBED_SHARED points elsewhere (a path that does not
+# exist shows what a fresh clone runs: only the tests that truly need these files skip).
+SHARED = Path(os.environ.get("SYNTHEMBED_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 DATA = SHARED / "data"
 FRONTIER = DATA / "synthetic-frontier"
 
@@ -17,18 +22,24 @@ def need(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def frontier() -> Path:
-    return need(FRONTIER)
+@pytest.fixture(scope="session")
+def replay_data(tmp_path_factory) -> Path:
+    """The replay server's built-in reply set as files (synthetic-frontier layout), written by the tests."""
+    return write_replay_data(tmp_path_factory.mktemp("replay-data"))
 
 
 @pytest.fixture
-def task_pool(tmp_path, frontier) -> Path:
-    """The frontier run's brainstormed tasks as a tasks.json, so a test can skip brainstorming."""
-    pools = json.loads((frontier / "task_pools.json").read_text())
+def task_pool(tmp_path, replay_data) -> Path:
+    """The built-in brainstormed tasks as a tasks.json, so a test can skip brainstorming."""
     path = tmp_path / "tasks.json"
-    path.write_text(json.dumps(pools))
+    path.write_text((replay_data / "task_pools.json").read_text())
     return path
+
+
+@pytest.fixture
+def shared_frontier() -> Path:
+    """The real synthetic-frontier data set (../shared), for the tests that check real LLM output."""
+    return need(FRONTIER)
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +49,8 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_rows(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -1,4 +1,5 @@
-"""`synthembed pipeline` end to end against a replayed LLM server and a tiny model: stages, report, skipping."""
+"""`synthembed pipeline` end to end against a replayed LLM server (built-in replies) and a tiny model: stages,
+report, skipping."""
 
 import json
 from pathlib import Path
@@ -34,10 +35,10 @@ def stages(run: Path) -> dict:
     return {p.parent.relative_to(run).as_posix(): json.loads(p.read_text()) for p in run.rglob("stage.json")}
 
 
-def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path, frontier, task_pool, one_thread):
+def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path, replay_data, task_pool, one_thread):
     model = tiny_decoder(tmp_path / "tiny")
     log = tmp_path / "requests.jsonl"
-    with ReplayServer(frontier, log_path=log) as server:
+    with ReplayServer(replay_data, log_path=log) as server:
         config = write_config(tmp_path, server, task_pool, model)
         first = CliRunner().invoke(app, ["pipeline", "--config", str(config), "-q"])
         assert first.exit_code == 0, first.output

@@ -1,18 +1,16 @@
-"""The scripted OpenAI-compatible replay server: deterministic replies and each scripted fault."""
+"""The scripted OpenAI-compatible replay server on its built-in reply set: deterministic replies and each
+scripted fault."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 
-from synthembed.testing.replay_server import ReplayServer
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synthetic-frontier"
-pytestmark = pytest.mark.skipif(not (DATA / "short-long.jsonl").exists(), reason="synthetic-frontier data absent")
+from synthembed.testing.replay_data import TASK_POOLS, replay_rows
+from synthembed.testing.replay_server import NOT_JSON_BODY, ReplayServer
 
 SHORT_LONG = (
     "You have been assigned a retrieval task: Given a question about a recipe, retrieve cooking guides.\n\n"
@@ -30,7 +28,7 @@ SL_KEYS = {"user_query", "positive_document", "hard_negative_document"}
 
 
 def rows(family: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / f"{family}.jsonl").open(encoding="utf-8")]
+    return replay_rows()[family]
 
 
 def chat(base: str, prompt: str, timeout: float = 5, **extra) -> httpx.Response:
@@ -44,7 +42,7 @@ def content(r: httpx.Response) -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    with ReplayServer(DATA) as s:
+    with ReplayServer() as s:
         yield s
 
 
@@ -59,7 +57,7 @@ def test_example_reply_is_deterministic_and_in_the_asked_language(server):
     out = json.loads(content(r1))
     assert set(out) == SL_KEYS
     german = [r["output"] for r in rows("short-long") if r["language"] == "German"]
-    assert (out in german) if german else out in [r["output"] for r in rows("short-long")]
+    assert german and out in german
     assert content(r2) == content(r1)
 
 
@@ -78,19 +76,19 @@ def test_families_and_bitext_direction(server):
 
 def test_brainstorm_returns_a_task_list(server):
     tasks = json.loads(content(chat(server.base_url, BRAINSTORM)))
-    assert isinstance(tasks, list) and len(tasks) >= 15 and all(isinstance(t, str) for t in tasks)
-    pools = json.loads((DATA / "task_pools.json").read_text())
-    assert set(tasks) <= set(pools["short-long"])
+    assert isinstance(tasks, list) and len(tasks) >= 10 and all(isinstance(t, str) for t in tasks)
+    assert set(tasks) <= set(TASK_POOLS["short-long"])
     cls = json.loads(content(chat(server.base_url, "Brainstorm a list of text classification tasks.")))
-    assert set(cls) <= set(pools["long-short"])
+    assert set(cls) <= set(TASK_POOLS["long-short"])
     assert httpx.get(f"{server.base_url}/models").json()["object"] == "list"
 
 
 def test_scripted_faults_and_request_log(tmp_path):
     script = {1: "429", 2: "500", 3: "hang", 4: "truncated", 5: "prose", 6: "wrong_keys",
-              7: "wrong_language", 8: "empty", 9: "no_usage", 10: "no_json_mode", 11: "no_json_mode"}
+              7: "wrong_language", 8: "empty", 9: "no_usage", 10: "no_json_mode", 11: "no_json_mode",
+              14: "not_json", 15: "bad_retry_after"}
     log = tmp_path / "requests.jsonl"
-    with ReplayServer(DATA, script=script, every={"500": 13}, log_path=log, retry_after=2, hang_s=2) as s:
+    with ReplayServer(script=script, every={"500": 13}, log_path=log, retry_after=2, hang_s=2) as s:
         base = s.base_url
         r = chat(base, SHORT_LONG)
         assert r.status_code == 429 and r.headers["Retry-After"] == "2" and "error" in r.json()
@@ -118,7 +116,11 @@ def test_scripted_faults_and_request_log(tmp_path):
         assert r.status_code == 200 and set(json.loads(content(r))) == SL_KEYS
         assert chat(base, SHORT_LONG).status_code == 200  # 12
         assert chat(base, SHORT_LONG).status_code == 500  # 13: every 13th
+        r = chat(base, SHORT_LONG)
+        assert r.status_code == 200 and r.text == NOT_JSON_BODY and r.headers["content-type"].startswith("text/html")
+        r = chat(base, SHORT_LONG)
+        assert r.status_code == 429 and r.headers["Retry-After"] == "soon"
         entries = s.log()
-    assert [e["n"] for e in entries] == list(range(1, 14))
-    assert [e["fault"] for e in entries] == [script.get(n, "500" if n == 13 else None) for n in range(1, 14)]
+    assert [e["n"] for e in entries] == list(range(1, 16))
+    assert [e["fault"] for e in entries] == [script.get(n, "500" if n == 13 else None) for n in range(1, 16)]
     assert all(e["sha"] == hashlib.sha256(SHORT_LONG.encode()).hexdigest() for e in entries)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+STOPPED = {"budget": "budget reached", "interrupted": "interrupted", "unreachable": "server unreachable"}
+
 
 def summary_table(report) -> Table:
     """The table a run ends with: requested, returned, kept, rejected by reason."""
@@ -21,8 +23,16 @@ def summary_table(report) -> Table:
         table.add_row(f"rejected: {reason}", f"[yellow]{n}")
     if report.failed:
         table.add_row("failed (retried next run)", f"[red]{report.failed}")
+    if report.brainstorm:
+        calls = report.brainstorm
+        table.add_row("brainstorm calls parsed / rejected / failed",
+                      f"{calls['parsed']} / {calls['rejected']} / {calls['failed']}")
+    for reason, n in report.tasks_rejected.most_common():
+        table.add_row(f"tasks rejected: {reason}", f"[yellow]{n}")
     table.add_row("tokens in / out", f"{report.tokens_in:,} / {report.tokens_out:,}")
     table.add_row("cost (USD)", f"{report.cost:.4f}")
+    if report.stopped:
+        table.add_row("stopped early", f"[red]{STOPPED[report.stopped]}")
     return table
 
 
@@ -41,6 +51,9 @@ def card_data(cfg, kept: list[dict], report) -> dict:
         "cost_usd": round(report.cost, 6),
         "seconds": round(report.seconds, 2),
         "stopped_by_budget": report.stopped_by_budget,
+        "stopped": report.stopped,
+        "brainstorm_calls": dict(report.brainstorm),
+        "tasks_rejected": dict(report.tasks_rejected.most_common()),
         "task_pool_sizes": {family: len(tasks) for family, tasks in pool.items()},
         "families_without_tasks": report.families_without_tasks,
         "by_family": dict(Counter(r["family"] for r in kept).most_common()),
@@ -73,13 +86,17 @@ def _markdown(d: dict) -> str:
         f"| failed requests | {d['failed']} |",
         "",
         f"Tokens: {d['tokens']['input']:,} in, {d['tokens']['output']:,} out; cost ${d['cost_usd']:.4f};"
-        f" {d['seconds']:.1f} s." + (" Stopped at the budget." if d["stopped_by_budget"] else ""),
+        f" {d['seconds']:.1f} s." + (f" Stopped early: {STOPPED[d['stopped']]}." if d["stopped"] else ""),
         "",
         _counts("Family", d["by_family"]),
         _counts("Language", d["by_language"]),
     ]
     if d["task_pool_sizes"]:
         lines.append(_counts("Task pool (unique tasks)", d["task_pool_sizes"]))
+    if d["brainstorm_calls"]:
+        lines.append(_counts("Brainstorm calls", d["brainstorm_calls"]))
+    if d["tasks_rejected"]:
+        lines.append(_counts("Brainstormed tasks rejected", d["tasks_rejected"]))
     if d["families_without_tasks"]:
         lines.append(f"No task survived brainstorming for: {', '.join(d['families_without_tasks'])}.\n")
     return "\n".join(lines)

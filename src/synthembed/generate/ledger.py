@@ -1,4 +1,5 @@
-"""The run's SQLite ledger: every response paid for, and every item's verdict, committed together.
+"""The run's SQLite ledger: every response paid for, and every item's (or brainstorm call's) verdict, committed
+together.
 
 A request is keyed by a hash of (model, prompt, sampling params, seed). A response and the verdict on the item it
 produced are written in one transaction, so a process killed at any moment leaves either both or neither; a
@@ -28,6 +29,10 @@ CREATE TABLE IF NOT EXISTS items (
     reason TEXT, content_hash TEXT, record TEXT
 );
 CREATE INDEX IF NOT EXISTS items_content ON items (content_hash) WHERE status = 'kept';
+CREATE TABLE IF NOT EXISTS brainstorms (
+    call TEXT PRIMARY KEY, family TEXT NOT NULL, key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('parsed', 'rejected', 'failed')), reason TEXT
+);
 """
 
 
@@ -106,6 +111,26 @@ class Ledger:
             "SELECT 1 FROM items WHERE content_hash = ? AND status = 'kept' AND item != ?", (content_hash, item)
         ).fetchone()
         return row is not None
+
+    # -- brainstorm calls ------------------------------------------------------------------------------------
+    def record_brainstorm(self, call: str, family: str, key: str, reason: str | None,
+                          request: tuple[str, str, Completion, float] | None = None) -> None:
+        """A brainstorm call's verdict (None: parsed) with the response it came from, in one transaction."""
+        status = "parsed" if reason is None else ("failed" if reason.startswith("request_failed") else "rejected")
+        with self.db:
+            self.db.execute("BEGIN")
+            if request is not None:
+                self.record_request(key, "brainstorm", *request)
+            self.db.execute("INSERT OR REPLACE INTO brainstorms VALUES (?,?,?,?,?)", (call, family, key, status, reason))
+
+    def brainstorm_counts(self) -> Counter:
+        return Counter(dict(self.db.execute("SELECT status, COUNT(*) FROM brainstorms GROUP BY status").fetchall()))
+
+    def unusable_brainstorms(self) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT b.call, b.status, b.reason, r.response FROM brainstorms b LEFT JOIN requests r ON r.key = b.key "
+            "WHERE b.status != 'parsed' ORDER BY b.call")
+        return [{"id": a, "status": b, "reason": c, "response": d} for a, b, c, d in rows]
 
     def kept_records(self) -> list[dict]:
         rows = self.db.execute("SELECT record FROM items WHERE status = 'kept' ORDER BY item")

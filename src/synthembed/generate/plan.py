@@ -1,12 +1,15 @@
 """Deterministic planning: which items a run (or one shard of it) asks for, each with its own seeded draws.
 
 Item `short-long-000042` draws its task, placeholders and language from a generator seeded by
-(seed, family, index) alone, so a larger run extends a smaller one and shards never overlap.
+(seed, family, index) alone, so a larger run extends a smaller one and shards never overlap. That name is the
+item's place in the plan (the ledger's key for resuming); the example it yields is published as
+`short-long-000042-<12 hex digits of its request key>`, unique across runs with other seeds, models or tasks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 from collections import defaultdict
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from synthembed.config import GenerateConfig
+from synthembed.config import ConfigError, GenerateConfig
 from synthembed.generate.backends.base import ChatRequest
 from synthembed.tasks.families import FAMILIES, Family, sample_params
 from synthembed.tasks.languages import XLMR_LANGUAGES, default_weights
@@ -92,6 +95,39 @@ def dedupe_tasks(tasks: Sequence[str]) -> list[str]:
         kept.append(task.strip())
         norms.append(norm)
     return kept
+
+
+def check_options(cfg: GenerateConfig) -> None:
+    """Check everything planning uses (weights, languages, placeholder values) before the first request."""
+    bad = {f: w for f, w in cfg.families.items() if not (math.isfinite(w) and w >= 0)}
+    if bad:
+        raise ConfigError(f"families: weights must be finite numbers >= 0, got {bad}")
+    try:
+        languages, weights = language_table(cfg)
+    except ValueError as err:
+        raise ConfigError(f"languages: {err}") from None
+    bad = {lang: w for lang, w in zip(languages, weights) if not (math.isfinite(w) and w >= 0)}
+    if bad or not any(w > 0 for w in weights):
+        shown = ", ".join(f"{lang}:{w:g}" for lang, w in (bad or dict(zip(languages, weights))).items())
+        raise ConfigError(f"languages: weights must be >= 0 with at least one > 0, got {shown}")
+    for name, count in family_counts(cfg.families, cfg.num_examples).items():
+        family = FAMILIES[name]
+        try:  # one dry draw per family: a placeholder value the template cannot take fails here, not mid-run
+            _plan_item(cfg, family, 0, ["a task"] if family.brainstorm else [], languages, weights)
+        except (ValueError, TypeError, KeyError, IndexError) as err:
+            raise ConfigError(f"placeholders.{name}: {err}") from None
+
+
+def planned_count(cfg: GenerateConfig) -> int:
+    """How many items this shard asks for, whether or not their family got any tasks."""
+    shard, shards = cfg.shard_index
+    return len(range(shard, cfg.num_examples, shards))
+
+
+def example_id(item: str, key: str) -> str:
+    """The published id of the example item `item` got from request `key` (old ledgers stored `item` alone)."""
+    suffix = key[:12]
+    return item if item.endswith("-" + suffix) else f"{item}-{suffix}"
 
 
 def plan_items(cfg: GenerateConfig, pool: dict[str, list[str]]) -> list[Item]:

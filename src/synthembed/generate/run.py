@@ -6,22 +6,29 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthembed.config import GenerateConfig, Price
-from synthembed.generate.backends.base import Backend, BackendError, ChatRequest, Completion
+from synthembed.config import GenerateConfig
+from synthembed.generate.backends.base import Backend, BackendError, Completion
+from synthembed.generate.brainstorm import brainstorm, read_task_pool, screen_pool
 from synthembed.generate.card import write_card
-from synthembed.generate.ledger import Ledger, Totals
-from synthembed.generate.parse import ParseError, extract_json_object, extract_list
-from synthembed.generate.plan import Item, brainstorm_requests, content_hash, dedupe_tasks, plan_items
+from synthembed.generate.dispatch import Budget, Dispatcher, Job, Paid
+from synthembed.generate.ledger import Ledger
+from synthembed.generate.parse import ParseError, extract_json_object
+from synthembed.generate.plan import Item, check_options, content_hash, example_id, plan_items, planned_count
 from synthembed.generate.progress import RunProgress
 from synthembed.generate.validate import check
 from synthembed.tasks.families import FAMILIES
 
 log = logging.getLogger(__name__)
+
+
+INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
 @dataclass
@@ -36,36 +43,19 @@ class RunReport:
     cost: float = 0.0
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    stopped: str | None = None  # why the run ended early: "budget", "interrupted" or "unreachable"
     families_without_tasks: list[str] = field(default_factory=list)
+    brainstorm: Counter = field(default_factory=Counter)  # brainstorm calls by outcome: parsed, rejected, failed
+    tasks_rejected: Counter = field(default_factory=Counter)  # reason -> brainstormed tasks dropped
 
 
-class Budget:
-    """Stops dispatching before the token or cost limit, reserving an estimate for requests in flight."""
+class GenerateStopped(RuntimeError):
+    """The run ended early (interrupted, or the server unreachable). What was paid for is in the ledger and the
+    outputs are written; the same command resumes. `exit_code` is what the command line exits with."""
 
-    def __init__(self, cfg: GenerateConfig, price: Price | None, spent: Totals):
-        self.max_tokens, self.max_cost, self.price = cfg.max_tokens_total, cfg.max_cost, price
-        self.tokens_in, self.tokens_out, self.calls = spent.tokens_in, spent.tokens_out, spent.requests
-        self.in_flight = 0
-
-    def cost(self, tokens_in: int | None = None, tokens_out: int | None = None) -> float:
-        if self.price is None:
-            return 0.0
-        t_in = self.tokens_in if tokens_in is None else tokens_in
-        t_out = self.tokens_out if tokens_out is None else tokens_out
-        return (t_in * self.price.input + t_out * self.price.output) / 1e6
-
-    def add(self, done: Completion) -> None:
-        self.tokens_in, self.tokens_out, self.calls = self.tokens_in + done.tokens_in, self.tokens_out + done.tokens_out, self.calls + 1
-
-    def allows_another(self, request: ChatRequest) -> bool:
-        # Reserve the mean of what calls cost so far (the request's own size before the first answer).
-        mean_in = self.tokens_in / self.calls if self.calls else len(request.prompt) / 4
-        mean_out = self.tokens_out / self.calls if self.calls else request.max_tokens / 2
-        n = self.in_flight + 1
-        t_in, t_out = self.tokens_in + n * mean_in, self.tokens_out + n * mean_out
-        if self.max_tokens is not None and t_in + t_out > self.max_tokens:
-            return False
-        return self.max_cost is None or self.cost(t_in, t_out) <= self.max_cost
+    def __init__(self, message: str, report: RunReport, exit_code: int):
+        super().__init__(message)
+        self.report, self.exit_code = report, exit_code
 
 
 def make_backend(cfg: GenerateConfig) -> Backend:
@@ -83,106 +73,88 @@ def run_generate(cfg: GenerateConfig, backend: Backend | None = None, show_progr
 
 
 async def generate(cfg: GenerateConfig, backend: Backend | None = None, show_progress: bool = True) -> RunReport:
+    """Brainstorm (or read) the task pool, then ask for every pending item. Raises GenerateStopped when
+    interrupted or when the server cannot be reached, after recording and exporting what came back."""
+    check_options(cfg)
+    pool_file = read_task_pool(cfg.task_pool) if cfg.task_pool is not None else None
     started = time.perf_counter()
-    out = Path(cfg.output_dir)
-    ledger = Ledger(out / "ledger.sqlite")
+    ledger = Ledger(Path(cfg.output_dir) / "ledger.sqlite")
     backend = backend or make_backend(cfg)
     budget = Budget(cfg, cfg.resolved_price(), ledger.totals())
-    report = RunReport()
+    # A reply in flight can take one request timeout: waiting that long after an interrupt loses none of them.
+    dispatcher = Dispatcher(backend, ledger, budget, grace_s=cfg.timeout_s)
+    report = RunReport(requested=planned_count(cfg))
     try:
-        pool = await _task_pool(cfg, backend, ledger, budget)
-        items = plan_items(cfg, pool)
-        report.requested = len(items)
-        report.families_without_tasks = [
-            f for f in cfg.families if FAMILIES[f].brainstorm and cfg.families[f] > 0 and not pool.get(f)
-        ]
-        done = ledger.finished_items()
-        pending = [item for item in items if item.id not in done]
-        with RunProgress(len(items), len(items) - len(pending), enabled=show_progress) as progress:
-            report.stopped_by_budget = await _run_items(cfg, pending, backend, ledger, budget, progress)
+        with _interrupts_to(dispatcher):
+            pool = await _task_pool(cfg, pool_file, dispatcher, ledger, report)
+            if not dispatcher.stopped:
+                await _run_items(cfg, pool, dispatcher, ledger, report, show_progress)
     finally:
         await backend.aclose()
+        report.stopped = dispatcher.stopped
+        report.stopped_by_budget = dispatcher.stopped == "budget"
         _summarise(report, ledger, budget)
         report.seconds = time.perf_counter() - started
         export(cfg, ledger, report)
         ledger.close()
+    if dispatcher.stopped == "interrupted":
+        raise GenerateStopped(INTERRUPTED, report, 130)
+    if dispatcher.stopped == "unreachable":
+        raise GenerateStopped(f"{dispatcher.unreachable}. Check the server address (base_url) and that the "
+                              "server runs, then rerun the same command.", report, 1)
     return report
 
 
-async def _task_pool(cfg: GenerateConfig, backend: Backend, ledger: Ledger, budget: Budget) -> dict[str, list[str]]:
-    if cfg.task_pool is not None:
-        if not Path(cfg.task_pool).is_file():
-            raise FileNotFoundError(f"{cfg.task_pool}: task pool not found (write one with a brainstorm run)")
-        return json.loads(Path(cfg.task_pool).read_text())
-    calls = list(brainstorm_requests(cfg))
+@contextmanager
+def _interrupts_to(dispatcher: Dispatcher):
+    """Route SIGINT to the dispatcher (a graceful stop) while the run is on; elsewhere Python's default."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, dispatcher.interrupt)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or a loop without signals
+        installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
 
-    async def one(family: str, request: ChatRequest) -> list[str]:
-        key = request.key(backend.model)
-        done = ledger.response(key)
-        if done is None:
-            t0 = time.perf_counter()
-            try:
-                done = await backend.complete(request)
-            except BackendError as err:
-                log.warning("brainstorm call for %s failed: %s", family, err)
-                return []
-            ledger.record_request(key, "brainstorm", backend.model, request.prompt, done, time.perf_counter() - t0)
-            budget.add(done)
-        try:
-            return extract_list(done.text)
-        except ParseError:
-            return []
 
-    lists = await asyncio.gather(*(one(family, request) for family, _, request in calls))
-    pool: dict[str, list[str]] = {}
-    for (family, _, _), tasks in zip(calls, lists):
-        pool.setdefault(family, []).extend(tasks)
-    pool = {family: dedupe_tasks(tasks) for family, tasks in pool.items()}
-    _write_atomic(Path(cfg.output_dir) / "tasks.json", json.dumps(pool, indent=1, ensure_ascii=False))
+async def _task_pool(cfg: GenerateConfig, pool_file: dict | None, dispatcher: Dispatcher, ledger: Ledger,
+                     report: RunReport) -> dict[str, list[str]]:
+    raw = pool_file if pool_file is not None else await brainstorm(cfg, dispatcher, ledger)
+    pool, rejected = screen_pool(raw)
+    report.tasks_rejected = Counter(r["reason"] for r in rejected)
+    if not dispatcher.stopped:  # a partial pool from a stopped brainstorm is rebuilt by the next run
+        out = Path(cfg.output_dir)
+        _write_atomic(out / "tasks.json", json.dumps(pool, indent=1, ensure_ascii=False))
+        _write_atomic(out / "tasks_rejected.jsonl", _jsonl(rejected))
     return pool
 
 
-async def _run_items(cfg, pending: list[Item], backend: Backend, ledger: Ledger, budget: Budget, progress) -> bool:
-    """Dispatch with at most `backend.max_concurrency` in flight; returns whether the budget stopped it."""
-    slots = asyncio.Semaphore(backend.max_concurrency)
-    running: set[asyncio.Task] = set()
+async def _run_items(cfg, pool, dispatcher: Dispatcher, ledger: Ledger, report: RunReport, show_progress) -> None:
+    items = plan_items(cfg, pool)
+    report.families_without_tasks = [
+        f for f in cfg.families if FAMILIES[f].brainstorm and cfg.families[f] > 0 and not pool.get(f)
+    ]
+    done = ledger.finished_items()
+    pending = [item for item in items if item.id not in done]
+    with RunProgress(len(items), len(items) - len(pending), enabled=show_progress) as progress:
+        await dispatcher.run(_item_job(cfg, item, ledger, dispatcher.backend.model, progress) for item in pending)
 
-    async def one(item: Item) -> None:
-        try:
-            key = item.request.key(backend.model)
-            cached = ledger.response(key)
-            t0 = time.perf_counter()
-            try:
-                done = cached or await backend.complete(item.request)
-            except BackendError as err:
-                ledger.record_item(item.id, item.family, item.language, key, f"request_failed: {err}", None, None)
-                progress.update(failed=1)
-                return
-            verdict, record, digest = judge(cfg, item, done, key, backend.model)
-            paid = None if cached else (backend.model, item.request.prompt, done, time.perf_counter() - t0)
-            status = ledger.record_item(item.id, item.family, item.language, key, verdict, record, digest, paid)
-            if not cached:
-                budget.add(done)
-            progress.update(kept=status == "kept", rejected=status == "rejected", tokens=done.tokens_out)
-        finally:
-            budget.in_flight -= 1
-            slots.release()
 
-    stopped = False
-    for item in pending:
-        await slots.acquire()
-        if not budget.allows_another(item.request):
-            slots.release()
-            stopped = True
-            log.warning("budget reached: stopping before %s", item.id)
-            break
-        budget.in_flight += 1
-        task = asyncio.create_task(one(item))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    if running:
-        await asyncio.gather(*running)
-    return stopped
+def _item_job(cfg: GenerateConfig, item: Item, ledger: Ledger, model: str, progress: RunProgress) -> Job:
+    def answered(key: str, done: Completion, paid: Paid | None) -> None:
+        verdict, record, digest = judge(cfg, item, done, key, model)
+        status = ledger.record_item(item.id, item.family, item.language, key, verdict, record, digest, paid)
+        progress.update(kept=status == "kept", rejected=status == "rejected", tokens=done.tokens_out)
+
+    def failed(key: str, err: BackendError) -> None:
+        ledger.record_item(item.id, item.family, item.language, key, f"request_failed: {err}", None, None)
+        progress.update(failed=1)
+
+    return Job(item.request, answered, failed)
 
 
 def judge(cfg: GenerateConfig, item: Item, done: Completion, key: str, model: str):
@@ -194,7 +166,7 @@ def judge(cfg: GenerateConfig, item: Item, done: Completion, key: str, model: st
     family = FAMILIES[item.family]
     verdict = check(item.family, output, item.params, check_language=cfg.check_language)
     fields = {k: output.get(k) for k in family.keys}
-    record = {"id": item.id, "family": item.family, "task": item.task, "language": item.language,
+    record = {"id": example_id(item.id, key), "family": item.family, "task": item.task, "language": item.language,
               "params": item.params, **fields, "model": model, "key": key}
     return verdict, record, content_hash(item.family, output, family.keys)
 
@@ -205,6 +177,7 @@ def _summarise(report: RunReport, ledger: Ledger, budget: Budget) -> None:
     report.failed = statuses["failed"]
     report.returned = statuses["kept"] + statuses["rejected"]
     report.rejected = Counter({r: n for r, n in reasons.items() if r != "request_failed"})
+    report.brainstorm = ledger.brainstorm_counts()
     totals = ledger.totals()
     report.tokens_in, report.tokens_out = totals.tokens_in, totals.tokens_out
     report.cost = budget.cost(totals.tokens_in, totals.tokens_out)
@@ -213,15 +186,21 @@ def _summarise(report: RunReport, ledger: Ledger, budget: Budget) -> None:
 def export(cfg: GenerateConfig, ledger: Ledger, report: RunReport) -> None:
     """Rewrite examples.jsonl and rejected.jsonl from the ledger (atomically: a kill never leaves half a file)."""
     out = Path(cfg.output_dir)
-    kept = ledger.kept_records()
-    _write_atomic(out / "examples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    kept = [{**r, "id": example_id(r["id"], r["key"])} for r in ledger.kept_records()]  # old ledgers: item ids
+    if kept or report.stopped in (None, "budget"):  # a run cut short with nothing kept leaves no empty file
+        _write_atomic(out / "examples.jsonl", _jsonl(kept))
     rows = ledger.db.execute(
         "SELECT i.item, i.status, i.reason, r.response FROM items i LEFT JOIN requests r ON r.key = i.key "
         "WHERE i.status != 'kept' ORDER BY i.item"
     )
-    rejected = [{"id": a, "status": b, "reason": c, "response": d} for a, b, c, d in rows]
-    _write_atomic(out / "rejected.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejected))
+    rejected = ledger.unusable_brainstorms() + [{"id": a, "status": b, "reason": c, "response": d}
+                                                for a, b, c, d in rows]
+    _write_atomic(out / "rejected.jsonl", _jsonl(rejected))
     write_card(out, cfg, kept, report)
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
 def _write_atomic(path: Path, text: str) -> None:

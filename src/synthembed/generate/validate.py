@@ -98,7 +98,7 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
         return "not_string"
     if any(not output[k].strip() for k in keys):
         return "empty_field"
-    if any(_degenerate(output[k]) or _echoes_key(output[k], keys) for k in keys):
+    if any(is_degenerate(output[k]) or _echoes_key(output[k], keys) for k in keys):
         return "degenerate"
     if family in _DISTINCT:
         a, b = _DISTINCT[family]
@@ -131,7 +131,7 @@ MIN_LETTER_SHARE = 0.15  # of non-space characters in values of 16+; "45 + 30h =
 _KEY_ECHO = re.compile(r"^\s*S[123](?![a-z])")  # "S2S3", "S1: ...": a value that restates its key
 
 
-def _degenerate(text: str) -> bool:
+def is_degenerate(text: str) -> bool:
     """Looping, one-character or letterless text (a small model stuck), judged by compression and letter share."""
     stripped = text.strip()
     raw = stripped.encode()

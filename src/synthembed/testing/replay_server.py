@@ -1,9 +1,9 @@
 """A scripted OpenAI-compatible chat-completions server that replays recorded LLM outputs.
 
-It stands in for a remote LLM in tests and benchmarks: replies are real generator outputs (rows of the
-synthetic-frontier data set, passed in as a directory) picked deterministically from the prompt, and
-faults (rate limits, errors, hangs, malformed replies) are scripted by request ordinal so a client's
-retry and parsing paths can be exercised reproducibly. ``ReplayServer`` runs it in a subprocess so a
+It stands in for a remote LLM in tests and benchmarks: replies are generator outputs (rows in the layout of the
+synthetic-frontier data set, from a directory, or the small built-in set of `replay_data` when none is given)
+picked deterministically from the prompt, and faults (rate limits, errors, hangs, malformed replies) are
+scripted by request ordinal so a client's retry and parsing paths can be exercised reproducibly. ``ReplayServer`` runs it in a subprocess so a
 benchmarked client does not share its GIL with the server.
 """
 
@@ -25,12 +25,14 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 FAMILIES = ("short-long", "long-short", "short-short", "sts", "bitext")
 FAULTS = ("429", "500", "hang", "truncated", "prose", "wrong_keys", "wrong_language", "empty",
-          "no_usage", "no_json_mode")
+          "no_usage", "no_json_mode", "not_json", "bad_retry_after")
+# What a misbehaving proxy in front of the LLM sends: 200 with an HTML page, or a Retry-After that is no number.
+NOT_JSON_BODY = "<html><body><h1>Gateway</h1><p>upstream answered nothing</p></body></html>"
 # Plausible key mistakes an LLM makes; unknown keys get a suffix.
 RENAMES = {"user_query": "query", "positive_document": "positive", "hard_negative_document": "negative",
            "input_text": "text", "label": "correct_label", "misleading_label": "wrong_label",
@@ -53,11 +55,16 @@ def _error(status: int, message: str, type_: str, code: str | None = None, heade
 class Replayer:
     """Picks a recorded reply for a prompt; pure and deterministic (no request state)."""
 
-    def __init__(self, data_dir: str | Path):
-        data_dir = Path(data_dir)
-        self.rows = {f: [json.loads(line) for line in (data_dir / f"{f}.jsonl").open(encoding="utf-8")
-                         if line.strip()] for f in FAMILIES}
-        self.pools = json.loads((data_dir / "task_pools.json").read_text(encoding="utf-8"))
+    def __init__(self, data_dir: str | Path | None = None):
+        if data_dir is None:  # the built-in set
+            from synthembed.testing.replay_data import TASK_POOLS, replay_rows
+
+            self.rows, self.pools = replay_rows(), TASK_POOLS
+        else:
+            data_dir = Path(data_dir)
+            self.rows = {f: [json.loads(line) for line in (data_dir / f"{f}.jsonl").open(encoding="utf-8")
+                             if line.strip()] for f in FAMILIES}
+            self.pools = json.loads((data_dir / "task_pools.json").read_text(encoding="utf-8"))
         langs = {r["language"] for rows in self.rows.values() for r in rows}
         langs |= {r["params"]["target_language"] for r in self.rows["bitext"]}
         # Longest first so that e.g. "Malayalam" would win over "Malay" in the alternation.
@@ -131,7 +138,7 @@ def _user_text(messages) -> str | None:
     return None
 
 
-def create_app(data_dir: str | Path, latency_ms: float = 0, script: dict[int, str] | None = None,
+def create_app(data_dir: str | Path | None, latency_ms: float = 0, script: dict[int, str] | None = None,
                every: dict[str, int] | None = None, log_path: str | Path | None = None,
                retry_after: float = 1, hang_s: float = 30) -> Starlette:
     replayer = Replayer(data_dir)
@@ -165,6 +172,11 @@ def create_app(data_dir: str | Path, latency_ms: float = 0, script: dict[int, st
                           "rate_limit_exceeded", headers={"Retry-After": f"{retry_after:g}"})
         if fault == "500":
             return _error(500, "The server had an error while processing your request.", "server_error")
+        if fault == "bad_retry_after":
+            return _error(429, "Rate limit reached.", "requests", "rate_limit_exceeded",
+                          headers={"Retry-After": "soon"})
+        if fault == "not_json":
+            return HTMLResponse(NOT_JSON_BODY)
         if fault == "no_json_mode" and body.get("response_format") is not None:
             return _error(400, "Invalid parameter: 'response_format' of type 'json_object' is not "
                           "supported with this model.", "invalid_request_error", "unsupported_parameter")
@@ -214,7 +226,7 @@ def create_app(data_dir: str | Path, latency_ms: float = 0, script: dict[int, st
 class ReplayServer:
     """Runs the replay server in a subprocess on a free loopback port for the duration of a `with`."""
 
-    def __init__(self, data_dir, latency_ms: float = 0, script: dict[int, str] | None = None,
+    def __init__(self, data_dir=None, latency_ms: float = 0, script: dict[int, str] | None = None,
                  every: dict[str, int] | None = None, log_path=None, retry_after: float = 1,
                  hang_s: float = 30, port: int | None = None):
         self.data_dir, self.latency_ms, self.script, self.every = data_dir, latency_ms, script, every
@@ -234,7 +246,8 @@ class ReplayServer:
     def __enter__(self) -> ReplayServer:
         import httpx
 
-        cmd = [sys.executable, "-m", "synthembed.testing.replay_server", "--data", str(self.data_dir),
+        data = ["--data", str(self.data_dir)] if self.data_dir is not None else []
+        cmd = [sys.executable, "-m", "synthembed.testing.replay_server", *data,
                "--port", str(self.port or 0), "--latency-ms", str(self.latency_ms),
                "--script", json.dumps(self.script or {}), "--every", json.dumps(self.every or {}),
                "--log", str(self.log_path), "--retry-after", str(self.retry_after),
@@ -287,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible replay server (loopback only).")
-    ap.add_argument("--data", required=True, help="directory with the synthetic-frontier files")
+    ap.add_argument("--data", default=None,
+                    help="directory in the synthetic-frontier layout (default: the small built-in set)")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as 'port N')")
     ap.add_argument("--latency-ms", type=float, default=0)
     ap.add_argument("--script", default="{}", help='faults by ordinal, e.g. \'{"1": "429"}\'')

@@ -49,6 +49,10 @@ class BackendError(RuntimeError):
     """A request that failed for good (after the backend's own retries)."""
 
 
+class ServerUnreachable(BackendError):
+    """The server never answered (refused or timed-out connections): no later request can do better."""
+
+
 class Backend(Protocol):
     model: str
     max_concurrency: int  # how many requests the engine keeps in flight

@@ -6,17 +6,21 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import time
 
 import aiohttp
 
-from synthembed.generate.backends.base import BackendError, ChatRequest, Completion
+from synthembed.generate.backends.base import BackendError, ChatRequest, Completion, ServerUnreachable
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# Connection attempts before the server has answered once: refusals then mean a wrong URL or a server that is down,
+# and the run stops with a clear message instead of retrying every request for minutes.
+FIRST_CONTACT_ATTEMPTS = 3
 
 
 class OpenAIBackend:
@@ -37,7 +41,9 @@ class OpenAIBackend:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.json_supported = True  # set to False once the server refuses response_format
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.answered = False  # whether the server has sent any HTTP response yet
         key = os.environ.get(api_key_env, "")
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
@@ -69,14 +75,26 @@ class OpenAIBackend:
         for attempt in range(self.max_retries + 1):
             try:
                 async with self.session.post(self.url, json=self._body(request)) as response:
-                    status, text = response.status, await response.text()
+                    status, text = response.status, await response.text(errors="replace")
                     retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+                last_error = f"{type(err).__name__}: {err}"
+                if not self.answered and attempt + 1 >= min(FIRST_CONTACT_ATTEMPTS, self.max_retries + 1):
+                    raise ServerUnreachable(f"cannot reach the server at {self.base_url}: {last_error}") from None
+                await self._sleep(attempt, None)
+                continue
             except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 last_error = f"{type(err).__name__}: {err}"
                 await self._sleep(attempt, None)
                 continue
+            self.answered = True
             if status == 200:
-                return _completion(text, request)
+                try:
+                    return _completion(text, request)
+                except BackendError as err:  # e.g. a proxy's HTML page: retried like a 5xx
+                    last_error = str(err)
+                    await self._sleep(attempt, None)
+                    continue
             if status == 400 and self.json_supported and "response_format" in text:
                 log.warning("server does not support response_format; continuing without JSON mode")
                 self.json_supported = False
@@ -93,18 +111,22 @@ class OpenAIBackend:
         wait = _retry_after_seconds(retry_after)
         if wait is None:  # exponential backoff with full jitter
             wait = random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
-        await asyncio.sleep(wait)
+        await asyncio.sleep(min(wait, self.max_backoff_s))
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After is either delta-seconds or an HTTP date."""
+    """Retry-After is either delta-seconds or an HTTP date; anything else (a proxy's "soon") is ignored."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = parsed.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _completion(body: str, request: ChatRequest) -> Completion:
@@ -112,10 +134,13 @@ def _completion(body: str, request: ChatRequest) -> Completion:
         payload = json.loads(body)
         choice = payload["choices"][0]
         text = choice["message"].get("content") or ""
+        usage = payload.get("usage") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
-        raise BackendError(f"malformed chat-completions response: {str(payload)[:200]}") from err
-    usage = payload.get("usage") or {}
-    if "prompt_tokens" in usage and "completion_tokens" in usage:
+        raise BackendError(f"malformed chat-completions response ({type(err).__name__}): {body[:200]!r}") from None
+    if not isinstance(text, str):
+        raise BackendError(f"malformed chat-completions response (content is no string): {body[:200]!r}")
+    if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
+            and isinstance(usage.get("completion_tokens"), int):
         return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], choice.get("finish_reason"))
     # No usage field: estimate ~4 characters a token, flagged as an estimate in the ledger.
     return Completion(text, len(request.prompt) // 4 + 1, len(text) // 4 + 1, choice.get("finish_reason"), "estimate")
