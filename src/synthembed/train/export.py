@@ -4,11 +4,13 @@ sentence-transformers (modules, last-token pooling, normalisation and a "query" 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tokenizers import processors
@@ -24,18 +26,20 @@ def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, his
     out = Path(cfg.output_dir) / MODEL
     accelerator.wait_for_everyone()
     sharded = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    state = accelerator.get_state_dict(embedder.model) if sharded else None  # gathered: every rank takes part
+    # Partitioned weights (ZeRO-3, FSDP) are gathered with every rank taking part; rank 0 alone saves them.
+    state = accelerator.get_state_dict(embedder.model) if sharded else None
     if accelerator.is_main_process:
         if sharded:  # the weights are spread over the processes: rebuild the model whole on this one
             from synthembed.train.model import build_embedder
 
-            gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
+            with _without_zero3_init(accelerator):  # a plain model on this rank, not one partitioned over all
+                gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
             gathered.model.load_state_dict(state)
             embedder = gathered
         model = accelerator.unwrap_model(embedder.model)
         if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship merged weights
             model.save_pretrained(out / "adapter")
-            model = model.merge_and_unload()
+            model = merge_lora(model)
         model.save_pretrained(out)
         embedder.model = model
         tokenizer = copy.deepcopy(embedder.tokenizer)
@@ -45,10 +49,28 @@ def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, his
         tokenizer.save_pretrained(out)
         write_sentence_transformers(out, embedder, cfg)
         (out / "training_history.json").write_text(json.dumps(history))
-        write_card(out, cfg, history)
+        write_card(out, cfg, history, embedder.query_template)
         log.info("wrote %s", out)
     accelerator.wait_for_everyone()
     return out
+
+
+def _without_zero3_init(accelerator: Accelerator):
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+
+
+def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """LoRA merged in fp32 (adapted weights and adapters upcast, one layer at a time), then cast back to the
+    backbone's dtype: merged in bf16 (e.g. adapters gathered from a bf16 DeepSpeed engine), B @ A would be rounded
+    before the sum and the sum again, losing the small deltas."""
+    from peft.tuners.lora import LoraLayer
+
+    dtype = next(p.dtype for name, p in model.named_parameters() if "lora_" not in name)
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.float()
+    return model.merge_and_unload().to(dtype)
 
 
 def append_eos(tokenizer) -> None:
@@ -69,28 +91,42 @@ def write_sentence_transformers(out: Path, embedder: HFEmbedder, cfg: TrainConfi
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     pooling = {"last": "lasttoken", "mean": "mean", "cls": "cls"}[embedder.pooling]
-    # "Instruct: {task}\nQuery: " as a plain prefix: the query text follows it
-    prompt = format_query("", cfg.query_instruction, embedder.query_template) if embedder.pooling == "last" else ""
+    # "Instruct: {task}\nQuery: " as a plain prefix, for every pooling: the query text follows it
+    if not embedder.query_template.endswith("{text}"):
+        raise ValueError(f"query template {embedder.query_template!r} must end with {{text}} to be saved as a "
+                         "sentence-transformers prompt")
+    prompt = format_query("", cfg.query_instruction, embedder.query_template)
     transformer = Transformer(str(out), max_seq_length=max(cfg.query_max_length, cfg.doc_max_length))
     st = SentenceTransformer(modules=[transformer, Pooling(embedder.dim, pooling_mode=pooling), Normalize()],
                              prompts={"query": prompt, "document": ""}, device="cpu")
     st.save(str(out))
 
 
-def write_card(out: Path, cfg: TrainConfig, history: list[dict]) -> None:
+def base_model_id(name: str) -> str:
+    """The card's base_model: the hub id behind a short name, a directory's absolute path, else the id as given."""
+    from synthembed.model.load import HUB_IDS
+
+    if name in HUB_IDS:
+        return HUB_IDS[name]
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+def write_card(out: Path, cfg: TrainConfig, history: list[dict], query_template: str) -> None:
     last = history[-1] if history else {}
+    shape = query_template.format(instruction="{task}", text="{query}").replace("\n", "\\n")
     data = "\n".join(f"- `{s.path}` (weight {s.weight})" for s in cfg.data)
     recipe = cfg.model_dump(mode="json", exclude={"data", "output_dir"})
     (out / "README.md").write_text(
-        f"---\nlibrary_name: sentence-transformers\nbase_model: {cfg.model}\ntags: [sentence-transformers, "
+        f"---\nlibrary_name: sentence-transformers\nbase_model: {json.dumps(base_model_id(cfg.model))}\ntags: [sentence-transformers, "
         f"feature-extraction, synthembed]\n---\n\n# Text embeddings from {cfg.model}\n\n"
         f"Contrastively fine-tuned with synthembed (InfoNCE, tau {cfg.tau}, "
         f"{'LoRA r' + str(cfg.lora.r) if cfg.lora else 'full fine-tuning'}).\n\n## Use\n\n```python\n"
         "from sentence_transformers import SentenceTransformer\n\nmodel = SentenceTransformer(PATH)\n"
         'q = model.encode(["how do vaccines work"], prompt_name="query")\n'
         'd = model.encode(["Vaccines train the immune system ..."])\n```\n\n'
-        f"Queries take \"Instruct: {{task}}\\nQuery: {{query}}\"; the default query prompt's task is "
-        f"\"{cfg.query_instruction}\".\n\n## Data\n\n{data}\n\n## Training\n\n{len(history)} steps, final loss "
+        f"Queries take `{shape}` (documents take no prefix); the saved `query` prompt's task is "
+        f"\"{cfg.query_instruction}\": pass your own task's instruction for other tasks.\n\n## Data\n\n{data}\n\n## Training\n\n{len(history)} steps, final loss "
         f"{last.get('loss', float('nan')):.4f}.\n\n```json\n{json.dumps(recipe, indent=1)}\n```\n\n"
         f"{SCORES}\n\nNot evaluated yet: `synthembed evaluate --model PATH --task ...` writes them.\n")
 
