@@ -88,7 +88,7 @@ def test_exported_model_gives_the_in_memory_vectors_everywhere(kind, tmp_path):
             if "lora_B" in name:  # a trained-looking adapter (it starts at zero)
                 p.normal_(0, 0.2)
     embedder.model.eval()
-    instruction = cfg.query_instruction if kind == "decoder" else None
+    instruction = cfg.query_instruction  # every pooling takes the instruction
     queries = embedder.encode(QUERIES, "query", instruction)
     docs = embedder.encode(DOCS)
     out = export(Accelerator(cpu=True), embedder, cfg, [])

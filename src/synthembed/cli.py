@@ -122,6 +122,7 @@ def pipeline(
     config: ConfigOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate the config and print the plan; run nothing.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="Evaluation device: auto | cpu | cuda | cuda:N (training: accelerate's).")] = None,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -135,6 +136,8 @@ def pipeline(
         from synthembed.pipeline.run import PipelineConfig, run_pipeline
 
         overrides = {"output_dir": output} if output else {}
+        if device:
+            overrides["evaluate"] = {"device": device}
         cfg = load_config(PipelineConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])))
         table = Table("stage", "plan", title=f"pipeline {config or '(defaults)'}", show_lines=True)
         for stage, text in plan(cfg):
@@ -147,18 +150,20 @@ def pipeline(
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model: minilm | gemma-270m | smollm2-135m | a directory.")]
-DtypeOpt = Annotated[str, typer.Option(help="auto | fp32 | bf16")]
+DtypeOpt = Annotated[str, typer.Option(help="auto (bf16 on a GPU, fp32 on the CPU) | fp32 | bf16 | fp16")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]
 
 
-def _embedder(model: str, max_length: int | None, dtype: str, threads: int | None, name: str | None = None):
+def _embedder(model: str, max_length: int | None, dtype: str, threads: int | None, name: str | None = None,
+              device: str = "auto"):
     import torch
 
     from synthembed.model.load import load_embedder
 
     if threads:
         torch.set_num_threads(threads)
-    return load_embedder(model, max_length=max_length, dtype=dtype, name=name)
+    return load_embedder(model, max_length=max_length, dtype=dtype, name=name, device=device)
 
 
 @app.command()
@@ -174,6 +179,7 @@ def encode(
     chunk_size: Annotated[int, typer.Option(help="Rows per resumable part.")] = 10_000,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text (default: the model's).")] = None,
     dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -185,7 +191,7 @@ def encode(
         from synthembed.encode.encode import encode_file, read_column
 
         read_column(input, column, id_column)  # a bad row fails now, not after loading a large model
-        embedder = _embedder(model, max_length, dtype, threads)
+        embedder = _embedder(model, max_length, dtype, threads, device=device)
         report = encode_file(embedder, input, output, column=column, role=role, instruction=instruction,
                              batch_size=batch_size, chunk_size=chunk_size, id_column=id_column,
                              show_progress=not quiet)
@@ -213,6 +219,7 @@ def serve(
     max_input_chars: Annotated[Optional[int], typer.Option(help="Longer inputs get 400 before tokenising (default: 32 per token of the model's length).")] = None,
     accept_token_ids: Annotated[bool, typer.Option(help="Accept lists of this model's own token ids as inputs (refused by default: clients send another tokenizer's).")] = False,
     dtype: DtypeOpt = "auto",
+    device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
 ) -> None:
     """Serve the model as an OpenAI-compatible embeddings API (POST /v1/embeddings)."""
@@ -224,8 +231,10 @@ def serve(
         if key is not None and not key.strip():  # a bare "Bearer" would pass an empty key
             raise ValueError("the API key is empty (--api-key or SYNTHEMBED_API_KEY): give a non-empty key, or "
                              "none to serve without authentication")
-        embedder = _embedder(model, max_length, dtype, threads, name)
-        console.print(f"serving {embedder.name} on http://{host}:{port}/v1 (batching {'on' if batching else 'off'})")
+        embedder = _embedder(model, max_length, dtype, threads, name, device)
+        where = f"{embedder.device}, {str(embedder.dtype).removeprefix('torch.')}"
+        console.print(f"serving {embedder.name} ({where}) on http://{host}:{port}/v1 "
+                      f"(batching {'on' if batching else 'off'})")
         run_server(embedder, host=host, port=port, api_key=api_key, batching=batching, max_batch=max_batch,
                    max_wait_ms=max_wait_ms, max_inputs=max_inputs, max_request_tokens=max_request_tokens,
                    truncate=truncate, model_name=[*([name] if name else []), *(served_model_name or [])] or None,
@@ -241,6 +250,7 @@ def evaluate(
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="TYPE:PATH[:NAME[:LANG]], e.g. Retrieval:data/scifact:SciFact (repeatable).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
     compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Put earlier output directories side by side (repeatable).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N")] = None,
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -256,7 +266,7 @@ def evaluate(
             path = write_report(runs, output or Path("runs/compare"))
             console.print(f"wrote {path}")
             return
-        overrides = {k: v for k, v in {"model": model, "output_dir": output}.items() if v is not None}
+        overrides = {k: v for k, v in {"model": model, "output_dir": output, "device": device}.items() if v is not None}
         if task:
             overrides["tasks"] = [t.model_dump() for t in map(parse_task, task)]
         cfg = load_config(EvaluateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])),

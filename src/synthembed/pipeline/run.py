@@ -96,7 +96,9 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
     runs = {}
     for label, model, upstream in (("base", cfg.train.model, split_key), ("trained", stages[-1]["model"], train_key)):
         ev = cfg.evaluate.model_copy(update={"model": model, "tasks": tasks, "output_dir": out / "evaluate" / label})
-        key = fingerprint(upstream, label, ev.model_dump(mode="json", exclude={"output_dir"}))
+        # where it runs does not change the scores beyond bf16 tolerance; an unset template keeps earlier keys
+        unset = {"query_template"} if ev.query_template is None else set()
+        key = fingerprint(upstream, label, ev.model_dump(mode="json", exclude={"output_dir", "device", *unset}))
         stages.append(run_stage(f"evaluate {label}", ev.output_dir, key,
                                 lambda ev=ev: {"scores": {r["task_name"]: r["main_score"]
                                                           for r in run_tasks(ev, show_progress=show_progress)}}))

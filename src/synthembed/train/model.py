@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel
 
-from synthembed.model.embedder import HFEmbedder
+from synthembed.model.embedder import QUERY_TEMPLATE, HFEmbedder
 from synthembed.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -49,4 +49,4 @@ def build_embedder(cfg: TrainConfig) -> HFEmbedder:
     total = sum(p.numel() for p in backbone.parameters())
     log.info("%s: %d of %d parameters trainable (%.2f%%)", cfg.model, trainable, total, 100 * trainable / total)
     return HFEmbedder(path, pooling=cfg.pooling, max_length=max(cfg.query_max_length, cfg.doc_max_length),
-                      name=Path(str(cfg.model)).name, model=backbone)
+                      name=Path(str(cfg.model)).name, model=backbone, query_template=QUERY_TEMPLATE)

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, backward, no_sync)
             optimizer_step(optimizer, params, cfg.max_grad_norm)
             scheduler.step()
-            record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss), "lr": lr,
+            record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss, accelerator.device), "lr": lr,
                       **meter.stop(len(pairs) * world, _count_tokens(tokenize, batch) * world)}
             history.append(record)
             progress.update(bar, advance=1, loss=record["loss"], rate=record["examples_per_s"], mfu=record["mfu"])
