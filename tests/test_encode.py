@@ -181,3 +181,18 @@ def test_two_processes_equal_one(tmp_path, model, expected, sync):
     assert reports == [{"rank": 0, "chunks": 3}, {"rank": 1, "chunks": 2}]  # chunks 0, 2, 4 and 1, 3
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
     assert not (tmp_path / "out.npy.parts").exists()
+
+
+def test_cli_device_option(tmp_path, model, expected):
+    from typer.testing import CliRunner
+
+    from synthembed.cli import app
+
+    src = write_input(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
+    done = CliRunner().invoke(app, ["encode", str(src), "--model", str(model), "-o", str(tmp_path / "a.npy"),
+                                    "--device", "cpu", "-q"])
+    assert done.exit_code == 0, done.output
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, atol=1e-5)
+    wrong = CliRunner().invoke(app, ["encode", str(src), "--model", str(model), "-o", str(tmp_path / "b.npy"),
+                                     "--device", "tpu:3", "-q"])
+    assert wrong.exit_code == 2 and "device 'tpu:3'" in wrong.output
