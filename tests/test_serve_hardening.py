@@ -3,8 +3,13 @@ and input limits, model names, an empty API key, token ids, and a large request 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -15,7 +20,7 @@ from typer.testing import CliRunner
 from synthembed.cli import app as cli
 from synthembed.encode.server import create_app
 from synthembed.model.embedder import HFEmbedder
-from synthembed.testing.tiny import tiny_encoder
+from synthembed.testing.tiny import tiny_decoder, tiny_encoder
 from tests.test_serve import emb, running, vectors  # noqa: F401  (emb: the module's tiny decoder fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -160,3 +165,30 @@ def test_accepted_token_ids_embed_as_their_text(emb, tmp_path, kind):  # noqa: F
     np.testing.assert_allclose(vectors(one)[0], vectors(from_text)[1], atol=1e-5)
     assert from_ids.usage.prompt_tokens == from_text.usage.prompt_tokens
     assert "outside this model's vocabulary" in _assert_openai_error(out_of_vocab, 400, "input")["message"]
+
+
+def test_serve_command_passes_names_limits_and_token_ids(tmp_path):
+    """`synthembed serve` as a user runs it: the options reach the server."""
+    model = tiny_decoder(tmp_path / "dec")
+    with socket.socket() as probe:  # a free port for the child to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["serve", "-m", str(model), "--port", str(port), "--served-model-name", "a,b", "--served-model-name",
+            "c", "--max-body-bytes", "2000", "--accept-token-ids", "--threads", "1"]
+    child = subprocess.Popen([sys.executable, "-m", "synthembed.cli", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # up to a minute to import torch and load the model
+            assert child.poll() is None, child.stderr.read().decode()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert [m["id"] for m in httpx.get(url + "/v1/models").json()["data"]] == ["a", "b", "c"]
+        assert httpx.post(url + "/v1/embeddings", json={"input": "x" * 3000, "model": "b"}).status_code == 413
+        ids = httpx.post(url + "/v1/embeddings", json={"input": [[40, 41]], "model": "c"})
+        assert ids.status_code == 200 and ids.json()["model"] == "c"
+    finally:
+        child.terminate()
+        child.wait(30)
