@@ -56,8 +56,9 @@ def test_a_misspelled_section_is_named_with_the_allowed_ones(tmp_path):
                                      "allowed: output_dir, generate, holdout, train, evaluate")
     with pytest.raises(ConfigError, match=r"field 'trian': unknown setting \(did you mean 'train'\?\); allowed: "):
         load_config(PipelineConfig, path)  # the pipeline reads the whole file
-    with pytest.raises(ConfigError, match=r"field 'lora.alpah': unknown setting \(did you mean 'alpha'\?\); allowed: r, "):
-        load_config(TrainConfig, _config(tmp_path, "train:\n  lora: {alpah: 8}\n"), section="train")  # nested
+    nested = _config(tmp_path, "train:\n  lora: {alpah: 8}\n")
+    with pytest.raises(ConfigError, match=r"field 'lora.alpah': unknown setting \(did you mean 'alpha'\?\); allowed: r,"):
+        load_config(TrainConfig, nested, section="train")
 
 
 def test_sections_are_the_pipeline_configs_fields():

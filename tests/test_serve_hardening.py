@@ -21,13 +21,18 @@ from synthembed.cli import app as cli
 from synthembed.encode.server import create_app
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
-from tests.test_serve import emb, running, vectors  # noqa: F401  (emb: the module's tiny decoder fixture)
+from tests.test_serve import running, vectors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def url(emb):  # noqa: F811
+def emb(tmp_path_factory):
+    return HFEmbedder(tiny_decoder(tmp_path_factory.mktemp("dec")), max_length=128, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def url(emb):
     with running(create_app(emb, ["tiny", "tiny-alias"], max_inputs=16, max_body_bytes=250_000)) as address:
         yield address
 
@@ -101,7 +106,7 @@ class _GatedTokenizer:
         return _GatedTokenizer(copy.deepcopy(self._tokenizer, memo), self._entered, self._gate)
 
 
-def test_health_answers_while_a_large_request_is_tokenised(emb):  # noqa: F811
+def test_health_answers_while_a_large_request_is_tokenised(emb):
     entered, gate = threading.Event(), threading.Event()
     gated = HFEmbedder(emb.path, max_length=128, name="tiny", tokenizer=_GatedTokenizer(emb.tokenizer, entered,
                                                                                        gate))
@@ -135,7 +140,7 @@ def test_unknown_model_gets_404_and_aliases_are_served_and_listed(url):
         client.models.retrieve("nope")
 
 
-def test_an_empty_api_key_refuses_to_start(emb, tmp_path):  # noqa: F811
+def test_an_empty_api_key_refuses_to_start(emb, tmp_path):
     with pytest.raises(ValueError, match="API key is empty"):
         create_app(emb, "tiny", api_key="")
     for args, env in ((["--api-key", ""], {}), ([], {"SYNTHEMBED_API_KEY": ""}), (["--api-key", " "], {})):
@@ -151,7 +156,7 @@ def test_token_ids_are_refused_by_default_with_what_to_set(url, tokens):
 
 
 @pytest.mark.parametrize("kind", ["decoder", "encoder"])
-def test_accepted_token_ids_embed_as_their_text(emb, tmp_path, kind):  # noqa: F811
+def test_accepted_token_ids_embed_as_their_text(emb, tmp_path, kind):
     model = emb if kind == "decoder" else HFEmbedder(tiny_encoder(tmp_path / "enc"), name="tiny")
     texts = ["a short one", "mid length text about retrieval"]
     ids = [model.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
