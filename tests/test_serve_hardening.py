@@ -197,3 +197,22 @@ def test_serve_command_passes_names_limits_and_token_ids(tmp_path):
     finally:
         child.terminate()
         child.wait(30)
+
+
+class _FailingModel:
+    """A model whose forward pass fails, as on an out-of-memory error."""
+
+    name, dim, max_length, tokenizer = "failing", 4, 16, None
+
+    def embed_batch(self, texts, normalize=True):
+        raise RuntimeError("CUDA out of memory at 0xdeadbeef")
+
+
+def test_a_failing_model_gets_500_without_internal_text_and_the_connection_survives():
+    with running(create_app(_FailingModel())) as address, httpx.Client(base_url=address, timeout=30) as client:
+        first = client.post("/v1/embeddings", json={"input": "a", "model": "failing"})
+        error = _assert_openai_error(first, 500)
+        assert error["type"] == "server_error" and "deadbeef" not in error["message"]
+        second = client.post("/v1/embeddings", json={"input": "b", "model": "failing"})
+        assert second.status_code == 500 and _client_port(second) == _client_port(first)
+        assert client.get("/health").status_code == 200
