@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
+from synthembed.tasks.check import check_task, clean_task
 from synthembed.tasks.families import FAMILIES, LANGUAGE_FIELDS, sample_params
 from synthembed.tasks.languages import HIGH_RESOURCE, ISO_CODES, XLMR_LANGUAGES, default_weights, resolve
+from synthembed.testing.replay_data import TASK_POOLS
+from tests.conftest import FRONTIER, SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PROMPTS_MD = SHARED / "paper" / "PROMPTS.md"
-FRONTIER = SHARED / "data" / "synthetic-frontier"
 
 # How PROMPTS.md qualifies a value list ("difficulty (STS, bitext)") -> the family it applies to.
 QUALIFIER_FAMILY = {"retrieval": "short-long", "classification": "long-short", "sts": "sts", "bitext": "bitext"}
@@ -253,3 +253,32 @@ def test_frontier_params_use_our_lists():
         assert expected <= set(row["params"]), (row["family"], row["params"])
         if row["family"] == "bitext":
             assert row["language"] == row["params"]["source_language"]
+
+
+# --- brainstormed task definitions ------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, cleaned, reason", [
+    ("0", "0", "no_letters"),
+    ("3.", "", "no_letters"),
+    ("answer", "answer", "too_short"),
+    ("1. Given a", "Given a", "too_short"),
+    ("给定一个问题，检索相关的文档并给出答案。", "给定一个问题，检索相关的文档并给出答案。", "wrong_script"),
+    ("retrieve " * 8, "retrieve " * 8, "degenerate"),
+    ("Given a topic, " + "write about it at length " * 20, None, "too_long"),
+    ('Task 3: "Given a recipe name, retrieve its list of ingredients."',
+     "Given a recipe name, retrieve its list of ingredients.", None),
+    ("- Classify an email as spam or not spam.", "Classify an email as spam or not spam.", None),
+    ("[2] Match a word to its definition.", "Match a word to its definition.", None),
+])
+def test_task_definitions_are_cleaned_and_junk_is_named(raw, cleaned, reason):
+    task = clean_task(raw)
+    assert cleaned is None or task == cleaned.strip()
+    assert check_task(task) == reason
+
+
+def test_built_in_and_frontier_task_pools_pass():
+    pools = [TASK_POOLS]
+    if (FRONTIER / "task_pools.json").is_file():  # real brainstorms, where present
+        pools.append(json.loads((FRONTIER / "task_pools.json").read_text()))
+    rejected = [(t, check_task(clean_task(t))) for pool in pools for tasks in pool.values() for t in tasks
+                if check_task(clean_task(t))]
+    assert rejected == []

@@ -22,7 +22,6 @@ from synthembed.train.config import TrainConfig
 from synthembed.train.export import export
 from synthembed.train.model import build_embedder
 from synthembed.train.trainer import train
-from tests.conftest import FRONTIER, need
 
 QUERIES = ["how do vaccines work", "capital of france"]
 DOCS = ["Vaccines train the immune system to recognise a pathogen.", "Paris is the capital of France."]
@@ -40,8 +39,8 @@ def recipe(model, data, out, **extra) -> list[str]:
             *[a for k, v in settings.items() for a in ("--set", f"{k}={v}")]]
 
 
-def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(decoder, tmp_path):
-    data = need(FRONTIER / "sts.jsonl")
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(decoder, tmp_path, replay_data):
+    data = replay_data / "sts.jsonl"
     steps = 12
     uninterrupted = CliRunner().invoke(app, recipe(decoder, data, tmp_path / "a", max_steps=steps))
     assert uninterrupted.exit_code == 0, uninterrupted.output
@@ -106,10 +105,10 @@ def test_exported_model_gives_the_in_memory_vectors_everywhere(kind, tmp_path):
 
 
 @pytest.mark.slow
-def test_gemma_270m_trains_and_loads_in_sentence_transformers(tmp_path):
+def test_gemma_270m_trains_and_loads_in_sentence_transformers(tmp_path, replay_data):
     from sentence_transformers import SentenceTransformer
 
-    out = train(TrainConfig(model="gemma-270m", data=[{"path": need(FRONTIER / "short-long.jsonl")}],
+    out = train(TrainConfig(model="gemma-270m", data=[{"path": replay_data / "short-long.jsonl"}],
                             batch_size=4, max_steps=2, warmup_steps=0, query_max_length=64, doc_max_length=64,
                             output_dir=tmp_path), show_progress=False)
     history = json.loads((out / "training_history.json").read_text())
@@ -121,9 +120,9 @@ def test_gemma_270m_trains_and_loads_in_sentence_transformers(tmp_path):
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("chunk", [None, 1])
-def test_torchrun_two_processes_end_with_the_single_process_weights(decoder, tmp_path, chunk):
+def test_torchrun_two_processes_end_with_the_single_process_weights(decoder, tmp_path, replay_data, chunk):
     """The real launcher and engine (torchrun -> accelerate -> DDP over gloo): same adapter after 3 steps."""
-    data = need(FRONTIER / "sts.jsonl")
+    data = replay_data / "sts.jsonl"
     extra = {"lora.dropout": 0.0, "mixed_precision": "no", "max_steps": 3, **({"chunk_size": chunk} if chunk else {})}
     single = CliRunner().invoke(app, recipe(decoder, data, tmp_path / "one", **extra))
     assert single.exit_code == 0, single.output
