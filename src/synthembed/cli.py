@@ -76,11 +76,19 @@ def generate(
             overrides["language_weights" if isinstance(langs, dict) else "languages"] = langs
         cfg = load_config(GenerateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])), section="generate")
         from synthembed.generate.card import summary_table
-        from synthembed.generate.run import run_generate
+        from synthembed.generate.run import GenerateStopped, run_generate
 
-        report = run_generate(cfg, show_progress=not quiet)
+        try:
+            report = run_generate(cfg, show_progress=not quiet)
+        except GenerateStopped as stop:
+            _exit_stopped(stop)
         console.print(summary_table(report))
         console.print(f"wrote {cfg.output_dir / 'examples.jsonl'} and {cfg.output_dir / 'data_card.md'}")
+        if report.failed:  # the output lacks these items: not a success
+            console.print(Text.assemble(("error: ", "red"), f"{report.failed} requests failed (reasons in "
+                                        f"{cfg.output_dir / 'rejected.jsonl'}); rerun the same command to retry them"),
+                          soft_wrap=True)
+            raise typer.Exit(1)
 
     _guard(run)
 
@@ -144,7 +152,12 @@ def pipeline(
             table.add_row(stage, text)
         console.print(table)
         if not dry_run:
-            console.print(f"wrote {run_pipeline(cfg, show_progress=not quiet)}")
+            from synthembed.generate.run import GenerateStopped
+
+            try:
+                console.print(f"wrote {run_pipeline(cfg, show_progress=not quiet)}")
+            except GenerateStopped as stop:
+                _exit_stopped(stop)
 
     _guard(run)
 
@@ -307,6 +320,16 @@ def contamination(
         print_report(result, console)
 
     _guard(run)
+
+
+def _exit_stopped(stop) -> None:
+    """A generate run that ended early: its table, why it stopped, and exit 130 (interrupted) or 1."""
+    from synthembed.generate.card import summary_table
+
+    console.print(summary_table(stop.report))
+    prefix = () if stop.exit_code == 130 else (("error: ", "red"),)
+    console.print(Text.assemble(*prefix, str(stop)), soft_wrap=True)
+    raise typer.Exit(stop.exit_code)
 
 
 def _guard(fn) -> None:
