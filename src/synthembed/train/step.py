@@ -124,17 +124,49 @@ def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batc
 def concat(a: Tokens, b: Tokens) -> Tokens:
     """Two padded batches as one, padded to the longer; pad on the side the first is padded on."""
     length = max(a["input_ids"].shape[1], b["input_ids"].shape[1])
-    left = bool((a["attention_mask"][:, 0] == 0).any() or (b["attention_mask"][:, 0] == 0).any())
+    left = is_left_padded(a) or is_left_padded(b)
+    a, b = pad_to(a, length, left), pad_to(b, length, left)
+    return {k: torch.cat([a[k], b[k]]) for k in ("input_ids", "attention_mask")}
 
+
+def is_left_padded(tokens: Tokens) -> bool:
+    return bool((tokens["attention_mask"][:, 0] == 0).any())
+
+
+def pad_to(tokens: Tokens, length: int, left: bool) -> Tokens:
+    """input_ids and attention_mask padded with zeros (masked out) to `length` columns."""
     def pad(t: torch.Tensor) -> torch.Tensor:
         fill = t.new_zeros((t.shape[0], length - t.shape[1]))
         return torch.cat([fill, t] if left else [t, fill], dim=1)
 
-    return {k: torch.cat([pad(a[k]), pad(b[k])]) for k in ("input_ids", "attention_mask")}
+    return {k: pad(tokens[k]) for k in ("input_ids", "attention_mask")}
 
 
-def tokenizer_for(embedder: HFEmbedder, query_max_length: int, doc_max_length: int):
-    def tokenize(texts: list[str], side: str) -> Tokens:
-        return embedder.tokenize(texts, query_max_length if side == "query" else doc_max_length)
+class Tokenizer:
+    """tokenize(texts, side) for the step, side "query" | "doc". Pads each batch up to a multiple of
+    `pad_multiple` tokens: kernels (oneDNN on CPUs, cuBLAS/SDPA on GPUs) are prepared per input shape, and with
+    free lengths nearly every step brings new shapes and pays that warm-up again. Counts the real tokens it
+    produced (for throughput figures) so nothing is tokenized twice."""
 
-    return tokenize
+    def __init__(self, embedder: HFEmbedder, query_max_length: int, doc_max_length: int, pad_multiple: int = 1):
+        self.embedder, self.pad_multiple = embedder, pad_multiple
+        self.max_length = {"query": query_max_length, "doc": doc_max_length}
+        self.tokens = 0
+
+    def __call__(self, texts: list[str], side: str) -> Tokens:
+        tokens = self.embedder.tokenize(texts, self.max_length[side])
+        self.tokens += int(tokens["attention_mask"].sum())
+        length = tokens["input_ids"].shape[1]
+        bucket = min(-(-length // self.pad_multiple) * self.pad_multiple, max(length, self.max_length[side]))
+        if bucket == length:
+            return tokens
+        return pad_to(tokens, bucket, left=self.embedder.tokenizer.padding_side == "left")
+
+    def take_count(self) -> int:
+        """Tokens produced since the last call."""
+        count, self.tokens = self.tokens, 0
+        return count
+
+
+def tokenizer_for(embedder: HFEmbedder, query_max_length: int, doc_max_length: int, pad_multiple: int = 1) -> Tokenizer:
+    return Tokenizer(embedder, query_max_length, doc_max_length, pad_multiple)

@@ -1,0 +1,107 @@
+"""The fused LoRA dropout computes what peft's dropout -> lora_A -> lora_B computes, for the same mask."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModel
+
+from synthembed.testing.tiny import tiny_decoder
+from synthembed.train.lora import DropoutLinear, LoraA, draw_keep, fuse_lora_dropout
+
+
+def test_dropout_linear_matches_autograd_reference():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    w = torch.randn(4, 16, requires_grad=True)
+    keep = torch.rand(3, 5, 16) > 0.3
+    y = DropoutLinear.apply(x, w, keep, 1 / 0.7, torch.float32)
+    g = torch.randn_like(y)
+    gx, gw = torch.autograd.grad((y * g).sum(), (x, w))
+    xr, wr = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ref = (xr * keep.float() / 0.7) @ wr.T  # dropout by hand, then the adapter's matmul
+    rx, rw = torch.autograd.grad((ref * g).sum(), (xr, wr))
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)
+
+
+def test_keep_mask_rate_and_replay():
+    x = torch.zeros(200, 500)
+    torch.manual_seed(1)
+    keep = draw_keep(x, 0.1)
+    assert keep.dtype == torch.bool and abs(keep.float().mean().item() - 0.9) < 0.005
+    torch.manual_seed(1)
+    assert torch.equal(draw_keep(x, 0.1), keep)  # from the global RNG: checkpointing and the cache replay it
+
+
+class FixedMask(torch.nn.Module):
+    """peft's dropout with a given mask: the reference path (cast to fp32, dropout, lora_A, lora_B)."""
+
+    def __init__(self, seed: int, p: float):
+        super().__init__()
+        self.seed, self.p = seed, p
+
+    def forward(self, x):
+        torch.manual_seed(self.seed)
+        return x * draw_keep(x, self.p) / (1 - self.p)
+
+
+def lora_model(path, dtype):
+    torch.manual_seed(0)
+    model = AutoModel.from_pretrained(path, dtype=dtype)
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.25, target_modules="all-linear"),
+                           autocast_adapter_dtype=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)  # B starts at 0, which would hide the adapter's path
+    return model.train()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_layer_equals_peft_path(tmp_path, dtype):
+    """Same weights and the same mask: same output and same adapter gradients, in fp32 and under a bf16 backbone
+    with bf16 autocast (the trainer's LoRA setting)."""
+    path = tiny_decoder(tmp_path / "dec")
+    peft_model, fused = lora_model(path, dtype), lora_model(path, dtype)
+    assert fuse_lora_dropout(fused) > 0
+    ids = torch.randint(10, 90, (2, 12))
+    outputs, grads = [], []
+    for model in (peft_model, fused):
+        layers = [m for m in model.modules() if hasattr(m, "lora_A")]
+        for i, layer in enumerate(layers):  # one seed per layer: the mask of layer i is the same on both sides
+            if isinstance(layer.lora_A["default"], LoraA):
+                layer.lora_A["default"].forward = _seeded(layer.lora_A["default"], 100 + i)
+            else:
+                layer.lora_dropout["default"] = FixedMask(100 + i, 0.25)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            out = model(input_ids=ids).last_hidden_state.float()
+        out.square().mean().backward()
+        outputs.append(out.detach())
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(outputs[1], outputs[0], **tol)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], **tol, msg=name)
+    assert sum(g.abs().sum() for g in grads[1].values()) > 0
+
+
+def _seeded(module: LoraA, seed: int):
+    forward = LoraA.forward.__get__(module)
+
+    def run(x):
+        torch.manual_seed(seed)
+        return forward(x)
+
+    return run
+
+
+def test_eval_mode_is_plain_lora(tmp_path):
+    path = tiny_decoder(tmp_path / "dec")
+    peft_model, fused = lora_model(path, torch.float32).eval(), lora_model(path, torch.float32).eval()
+    fuse_lora_dropout(fused)
+    ids = torch.randint(10, 90, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(input_ids=ids).last_hidden_state, peft_model(input_ids=ids).last_hidden_state)
+    assert fused.state_dict().keys() == peft_model.state_dict().keys()  # adapters save and merge as before
