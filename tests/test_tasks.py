@@ -268,6 +268,10 @@ def test_frontier_params_use_our_lists():
      "Given a recipe name, retrieve its list of ingredients.", None),
     ("- Classify an email as spam or not spam.", "Classify an email as spam or not spam.", None),
     ("[2] Match a word to its definition.", "Match a word to its definition.", None),
+    ("Natural Language Processing (NLP) for", None, "fragment"),  # what SmolLM2-135M brainstorms
+    ("List Comprehension Sorting Results [in a", None, "fragment"),
+    ("Using Natural Language In Prediction Mode;", None, "fragment"),
+    ("Given a post, retrieve the topic tag it belongs to.", None, None),
 ])
 def test_task_definitions_are_cleaned_and_junk_is_named(raw, cleaned, reason):
     task = clean_task(raw)

@@ -3,7 +3,8 @@
 A task definition is one English sentence ("Given a claim, retrieve documents that refute it."). Small
 generators also return list numbers, bare words and fragments ("0", "answer", "3. Given a"); every example
 written for such a task is wasted. `check_task()` returns None for a usable task, else a short reason code:
-not_string, no_letters, too_short, too_long, degenerate, wrong_script.
+not_string, no_letters, too_short, too_long, degenerate, wrong_script, fragment (cut off mid-phrase: it ends on
+a comma or an open bracket, leaves a bracket open, or stops on "for", "the", "my" without a full stop).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ _NUMBERING = re.compile(r"^\s*(?:(?:task|item)\s*)?(?:[-*•+]|\(?\d{1,3}[.):]|\
 _QUOTES = "\"'“”‘’`"
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
+_DANGLING = set("a an the of for to in on at by with from into than and or but nor my your our their its his her "
+                "is are was were be that which whose as".split())
+_OPEN_END = tuple(",:;([{&/-–—")
+_TRAILING_PUNCT = re.compile(r"[^\w']+$")
 
 
 def clean_task(text: str) -> str:
@@ -49,4 +54,16 @@ def check_task(task) -> str | None:
         return "degenerate"
     if len(_LATIN.findall(task)) < MIN_LATIN_SHARE * len(letters):
         return "wrong_script"
+    if _is_fragment(task):
+        return "fragment"
     return None
+
+
+def _is_fragment(task: str) -> bool:
+    stripped = task.rstrip()
+    if stripped.endswith(_OPEN_END) or any(task.count(a) > task.count(b) for a, b in ("()", "[]", "{}")):
+        return True
+    if stripped.endswith((".", "?", "!")):  # "... the tag it belongs to." is a whole sentence
+        return False
+    words = _TRAILING_PUNCT.sub("", stripped).split()
+    return bool(words) and words[-1].casefold() in _DANGLING
