@@ -48,6 +48,16 @@ def test_an_unreachable_server_fails_the_run_naming_the_server(tmp_path, familie
     assert not (out / "examples.jsonl").exists()  # no empty data set that looks like a result
 
 
+@pytest.mark.parametrize("families", ["short-long", "sts"])  # brainstorm calls fail / example requests fail
+def test_requests_that_fail_for_good_fail_the_command(tmp_path, families):
+    with ReplayServer(every={"500": 1}) as server:
+        result = CliRunner().invoke(app, ["generate", "-q", "--backend", "openai", "--model", "replay", "--base-url",
+                                          server.base_url, "-n", "3", "-o", str(tmp_path / "run"),
+                                          "--families", families, "--set", "max_retries=0"])
+    calls = 2 if families == "short-long" else 3  # two brainstorm calls; or one request per example
+    assert result.exit_code == 1 and f"{calls} requests failed" in flat(result.output), result.output
+
+
 def test_a_proxy_reply_that_is_no_json_or_a_bad_retry_after_is_retried(tmp_path, task_pool):
     with ReplayServer(script={1: "not_json", 2: "bad_retry_after"}) as server:
         cfg = config(tmp_path, server, task_pool, num_examples=4, concurrency=1, families={"sts": 1.0})

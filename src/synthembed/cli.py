@@ -84,8 +84,9 @@ def generate(
             _exit_stopped(stop)
         console.print(summary_table(report))
         console.print(f"wrote {cfg.output_dir / 'examples.jsonl'} and {cfg.output_dir / 'data_card.md'}")
-        if report.failed:  # the output lacks these items: not a success
-            console.print(Text.assemble(("error: ", "red"), f"{report.failed} requests failed (reasons in "
+        failed = report.failed + report.brainstorm["failed"]
+        if failed:  # the output lacks what these requests were for: not a success
+            console.print(Text.assemble(("error: ", "red"), f"{failed} requests failed (reasons in "
                                         f"{cfg.output_dir / 'rejected.jsonl'}); rerun the same command to retry them"),
                           soft_wrap=True)
             raise typer.Exit(1)
