@@ -2,7 +2,9 @@
 report, skipping."""
 
 import json
+import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 from typer.testing import CliRunner
@@ -64,6 +66,16 @@ def test_pipeline_runs_every_stage_then_skips_what_is_up_to_date(tmp_path, repla
                 for line in (run / "report.md").read_text().splitlines() if line.startswith("| ") and "|" in line[2:]}
         assert rows["generate"] == rows["split"] == rows["evaluate base"] == "skipped (up to date)"
         assert rows["train"] == rows["evaluate trained"] == "ran"
+
+
+def test_pipeline_stops_with_the_generators_address_when_it_is_unreachable(tmp_path, task_pool):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # closed once the socket is
+    config = write_config(tmp_path, SimpleNamespace(base_url=url), task_pool, tmp_path / "no-model-needed")
+    result = CliRunner().invoke(app, ["pipeline", "--config", str(config), "-q"])
+    assert result.exit_code == 1 and f"cannot reach the server at {url}" in " ".join(result.output.split())
+    assert not (tmp_path / "run" / "train").exists()
 
 
 def test_dry_run_prints_the_plan_of_the_papers_recipe():
