@@ -115,15 +115,18 @@ def test_junk_in_brainstormed_tasks_is_rejected_with_reasons(tmp_path, replay_da
     assert report.kept and all(r["task"] in pool for r in read_rows(cfg.output_dir / "examples.jsonl"))
 
 
-@pytest.mark.parametrize("languages, expected", [("en:-1", "-1"), ("en,English", "duplicate")])
-def test_bad_options_fail_before_the_first_request(tmp_path, languages, expected):
+@pytest.mark.parametrize("option, expected", [(["--languages", "en:-1"], "-1"),
+                                              (["--languages", "en,English"], "duplicate"),
+                                              (["--base-url", "127.0.0.1:{port}/v1"], "expected http(s)://")])
+def test_bad_options_fail_before_the_first_request(tmp_path, option, expected):
     with ReplayServer() as server:
-        result = CliRunner().invoke(app, ["generate", "-q", "--backend", "openai", "--model", "replay", "--base-url",
-                                          server.base_url, "-n", "5", "-o", str(tmp_path / "run"),
-                                          "--languages", languages])
+        option = [o.format(port=server.port) for o in option]
+        args = ["--base-url", server.base_url, *option]  # the last --base-url wins
+        result = CliRunner().invoke(app, ["generate", "-q", "--backend", "openai", "--model", "replay", "-n", "5",
+                                          "-o", str(tmp_path / "run"), *args])
         log = server.log()
     text = flat(result.output)
-    assert result.exit_code == 2 and "languages" in text and expected in text, text
+    assert result.exit_code == 2 and option[0].strip("-").replace("-", "_") in text and expected in text, text
     assert log == []  # nothing brainstormed (or paid) before the error
 
 

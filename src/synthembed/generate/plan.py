@@ -12,6 +12,7 @@ import hashlib
 import math
 import random
 import re
+from urllib.parse import urlsplit
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,9 @@ def dedupe_tasks(tasks: Sequence[str]) -> list[str]:
 
 def check_options(cfg: GenerateConfig) -> None:
     """Check everything planning uses (weights, languages, placeholder values) before the first request."""
+    url = urlsplit(cfg.base_url)
+    if cfg.backend == "openai" and (url.scheme not in ("http", "https") or not url.hostname):
+        raise ConfigError(f"base_url {cfg.base_url!r}: expected http(s)://HOST[:PORT]/v1")
     bad = {f: w for f, w in cfg.families.items() if not (math.isfinite(w) and w >= 0)}
     if bad:
         raise ConfigError(f"families: weights must be finite numbers >= 0, got {bad}")
