@@ -43,7 +43,8 @@ def merge_examples(inputs: list[Path], output: Path) -> str:
     os.replace(tmp, target)
     by_family = Counter(r["family"] for r in rows)
     dropped_text = ", ".join(f"{n} {why}" for why, n in dropped.items()) or "none"
-    summary = f"merged {len(inputs)} inputs into {target}: {len(rows)} examples {dict(by_family)}; dropped {dropped_text}"
+    summary = (f"merged {len(inputs)} inputs into {target}: {len(rows)} examples {dict(by_family)}; "
+               f"dropped {dropped_text}")
     if renamed:
         shown = ", ".join(renamed[:5]) + (", ..." if len(renamed) > 5 else "")
         summary += (f"; {len(renamed)} rows shared an id with a different text and were kept under new ids "

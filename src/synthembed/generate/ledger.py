@@ -121,7 +121,8 @@ class Ledger:
             self.db.execute("BEGIN")
             if request is not None:
                 self.record_request(key, "brainstorm", *request)
-            self.db.execute("INSERT OR REPLACE INTO brainstorms VALUES (?,?,?,?,?)", (call, family, key, status, reason))
+            self.db.execute("INSERT OR REPLACE INTO brainstorms VALUES (?,?,?,?,?)",
+                            (call, family, key, status, reason))
 
     def brainstorm_counts(self) -> Counter:
         return Counter(dict(self.db.execute("SELECT status, COUNT(*) FROM brainstorms GROUP BY status").fetchall()))

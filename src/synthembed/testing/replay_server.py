@@ -3,8 +3,8 @@
 It stands in for a remote LLM in tests and benchmarks: replies are generator outputs (rows in the layout of the
 synthetic-frontier data set, from a directory, or the small built-in set of `replay_data` when none is given)
 picked deterministically from the prompt, and faults (rate limits, errors, hangs, malformed replies) are
-scripted by request ordinal so a client's retry and parsing paths can be exercised reproducibly. ``ReplayServer`` runs it in a subprocess so a
-benchmarked client does not share its GIL with the server.
+scripted by request ordinal so a client's retry and parsing paths can be exercised reproducibly.
+``ReplayServer`` runs it in a subprocess so a benchmarked client does not share its GIL with the server.
 """
 
 from __future__ import annotations
