@@ -62,9 +62,8 @@ def run_stage(name: str, directory: Path, key: str, work: Callable[[], dict]) ->
 def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
     from synthembed.data.holdout import split_holdout
     from synthembed.evaluate.report import load_results, write_report
-    from synthembed.evaluate.run import run_tasks
     from synthembed.generate.run import run_generate
-    from synthembed.pipeline.report import write_pipeline_report
+    from synthembed.pipeline.report import evaluate_with_per_query, write_pipeline_report
     from synthembed.train.export import add_scores
     from synthembed.train.trainer import train
 
@@ -101,7 +100,7 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
         key = fingerprint(upstream, label, ev.model_dump(mode="json", exclude={"output_dir", "device", *unset}))
         stages.append(run_stage(f"evaluate {label}", ev.output_dir, key,
                                 lambda ev=ev: {"scores": {r["task_name"]: r["main_score"]
-                                                          for r in run_tasks(ev, show_progress=show_progress)}}))
+                                                          for r in evaluate_with_per_query(ev, show_progress)}}))
         runs[f"{Path(str(cfg.train.model)).name} {label}"] = load_results(ev.output_dir)
     add_scores(Path(stages[2]["model"]), runs[f"{Path(str(cfg.train.model)).name} trained"])
     write_report(runs, out / "evaluate", title="Base versus trained")
