@@ -1,34 +1,47 @@
-"""Encoding throughput: HFEmbedder vs sentence-transformers' SentenceTransformer.encode on the same model.
+"""Encoding throughput: synthembed's HFEmbedder.encode vs sentence-transformers' SentenceTransformer.encode.
 
-Same texts (the first N SciFact documents, "title text"), same max length, same batch size. For the decoder
-(Gemma-270M, last-token pooling) sentence-transformers gets the texts with the EOS string appended, since it does
-not append EOS itself while HFEmbedder does. Each measurement follows one warm-up batch; configurations run
-interleaved and the best of --repeats is kept. GFLOP/s = 2 * non-embedding params * real tokens / s, against
-the machine's 2048x2048 matmul rate in the same dtype (best of runs before and after the encodings; the percentages
-below use the final peak).
+Same model, texts (the first N SciFact documents, "title text"), max length and batch size on both sides. Ours
+holds the weights in the compute dtype, tokenizes once and batches by token length (EOS appended for last-token
+pooling); for the decoder sentence-transformers gets the EOS string appended to each text (it does not append EOS
+itself). Configurations: ours and sentence-transformers in fp32 (both libraries' CPU default), and each with the
+weights in bf16. All are built in one process and run round-robin, the order rotating each repetition, so each
+sees the same share of the machine: --warmup repetitions, then --repeats measured ones over all N texts; the median
+and the spread (min-max) are reported with the 1-minute load average beside each figure. A run that starts above a
+load of 1.5 says so.
 
-    .venv/bin/python bench/encode.py [--minilm-n 512] [--gemma-n 128] [--max-length 256] [--batch-size 32]
+    .venv/bin/python bench/encode.py [--models minilm,gemma-270m] [--minilm-n 512] [--gemma-n 128]
+        [--max-length 256] [--batch-size 32] [--warmup 2] [--repeats 5] [--output bench/results/encode.md]
+    .venv/bin/python bench/encode.py --smoke    # tiny random models, a few texts: checks that every step runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from sentence_transformers import SentenceTransformer, models
 
 from synthembed.model.embedder import HFEmbedder
-from synthembed.model.flops import dense_params, matmul_peak
-from synthembed.model.load import model_path
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact" / "corpus.jsonl"
+BUSY = 1.5
+
+
+def load() -> float:
+    return os.getloadavg()[0]
 
 
 def load_texts(n: int) -> list[str]:
+    if not CORPUS.is_file():  # synthetic texts of varied length: the bench still runs without ../shared
+        words = "retrieval embedding model query passage vector search ranking".split()
+        return [" ".join(words[(i + j) % len(words)] for j in range(8 + (i * 37) % 200)) for i in range(n)]
     texts = []
     with CORPUS.open() as f:
         for line in f:
@@ -39,102 +52,123 @@ def load_texts(n: int) -> list[str]:
     return texts
 
 
-def bench_model(label, path, texts, L, bs, decoder, repeats):
-    ours = HFEmbedder(path, max_length=L, dtype="fp32")
-    ours_bf16 = HFEmbedder(path, max_length=L, dtype="bf16", model=ours.model, tokenizer=ours.tokenizer)
-    if decoder:  # ST sees the EOS our tokenizer appends, as text
-        st_texts = [t + ours.tokenizer.eos_token for t in texts]
-        st = SentenceTransformer(modules=[models.Transformer(str(path), max_seq_length=L),
-                                          models.Pooling(ours.dim, pooling_mode="lasttoken")], device="cpu")
+def sentence_transformer(path: Path, ours: HFEmbedder, max_length: int, dtype: torch.dtype):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    if (path / "modules.json").is_file():
+        st = SentenceTransformer(str(path), device=str(ours.device))
     else:
-        st_texts = texts
-        st = SentenceTransformer(str(path), device="cpu")
-        st.max_seq_length = L
-    st.eval()
+        pooling = {"last": "lasttoken", "mean": "mean", "cls": "cls"}[ours.pooling]
+        st = SentenceTransformer(modules=[Transformer(str(path), max_seq_length=max_length),
+                                          Pooling(ours.dim, pooling_mode=pooling)], device=str(ours.device))
+    st.max_seq_length = max_length
+    return st.to(dtype).eval()
 
-    # Real (non-pad) tokens each side processes.
-    ours_tokens = sum(int(ours.tokenize([t])["attention_mask"].sum()) for t in texts)
-    st_ids = [st.tokenize([t])["input_ids"][0].tolist() for t in st_texts]
-    st_tokens = sum(len(x) for x in st_ids)
 
-    # Same vectors in fp32 (over texts both tokenize identically; truncation may differ for decoders).
-    same = [i for i, t in enumerate(texts) if ours.tokenize([t])["input_ids"][0].tolist() == st_ids[i]]
-    a = ours.encode([texts[i] for i in same], batch_size=bs)
-    b = st.encode([st_texts[i] for i in same], batch_size=bs, normalize_embeddings=True, convert_to_numpy=True)
-    diff = float(np.abs(a - b).max()) if same else float("nan")
+def configurations(path: Path, texts: list[str], max_length: int, batch: int, device: str) -> dict[str, Callable]:
+    """name -> a function encoding all texts once."""
+    runs = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        ours = HFEmbedder(path, max_length=max_length, dtype=label, device=device)
+        st = sentence_transformer(path, ours, max_length, dtype)
+        st_texts = [t + ours.tokenizer.eos_token for t in texts] if ours.pooling == "last" else texts
+        runs[f"ours {label}"] = lambda ours=ours: ours.encode(texts, batch_size=batch)
+        runs[f"ST {label}"] = lambda st=st, x=st_texts: st.encode(x, batch_size=batch, normalize_embeddings=True)
+    return runs
 
-    runs = {"ours fp32": (lambda x: ours.encode(x, batch_size=bs), texts, ours_tokens, "fp32"),
-            "ST fp32": (lambda x: st.encode(x, batch_size=bs, normalize_embeddings=True), st_texts, st_tokens,
-                        "fp32"),
-            "ours bf16": (lambda x: ours_bf16.encode(x, batch_size=bs), texts, ours_tokens, "bf16")}
-    try:
-        st_bf16 = _st_copy_bf16(st)
-        st_bf16.encode(st_texts[:2], batch_size=bs)
-        runs["ST bf16"] = (lambda x: st_bf16.encode(x, batch_size=bs, normalize_embeddings=True), st_texts,
-                           st_tokens, "bf16")
-    except Exception as e:  # noqa: BLE001 - report and go on without it
-        print(f"[{label}] ST bf16 skipped: {type(e).__name__}: {e}")
 
-    for fn, x, _, _ in runs.values():  # one warm-up batch each
-        fn(x[:bs])
-    best = {k: float("inf") for k in runs}
-    for _ in range(repeats):  # interleaved: ours, ST, ours, ST, ...
-        for k, (fn, x, _, _) in runs.items():
+def agreement(runs: dict[str, Callable]) -> float:
+    """Smallest cosine between our fp32 vectors and sentence-transformers' (the same model on both sides)."""
+    a, b = np.asarray(runs["ours fp32"]()), np.asarray(runs["ST fp32"]())
+    return float((a * b).sum(1).min())
+
+
+def measure(runs: dict[str, Callable], warmup: int, repeats: int) -> dict[str, dict]:
+    names = list(runs)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    loads: dict[str, list[float]] = {n: [] for n in names}
+    for rep in range(warmup + repeats):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:  # rotate the order each repetition
+            sync()
             t = time.perf_counter()
-            fn(x)
-            best[k] = min(best[k], time.perf_counter() - t)
+            runs[name]()
+            sync()
+            if rep >= warmup:
+                seconds[name].append(time.perf_counter() - t)
+                loads[name].append(load())
+    return {n: {"median": statistics.median(s), "min": min(s), "max": max(s), "load": statistics.median(loads[n])}
+            for n, s in seconds.items()}
 
-    params = dense_params(ours.model)
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def table(model: str, n: int, stats: dict[str, dict]) -> list[str]:
     rows = []
-    for k, (_, x, tokens, dt) in runs.items():
-        s = best[k]
-        gflops = 2 * params * tokens / s / 1e9
-        base = best.get(f"ST {dt}")
-        ratio = f"{base / s:.2f}x" if base and not k.startswith("ST") else "—"
-        rows.append((f"| {label} | {k} | {len(x) / s:.1f} | {tokens / s:.0f} | {ratio} | {gflops:.1f} | ", gflops, dt))
-    info = (f"{label}: N={len(texts)}, max_length={L}, batch={bs}, tokens ours/ST={ours_tokens}/{st_tokens}, "
-            f"dense params={params / 1e6:.1f}M (total {sum(p.numel() for p in ours.model.parameters()) / 1e6:.1f}M), "
-            f"fp32 max |ours-ST|={diff:.2e} over {len(same)}/{len(texts)} texts")
-    return rows, info
+    for name, s in stats.items():
+        dtype = name.split()[1]
+        versus = stats[f"ST {dtype}"]["median"] / s["median"]
+        versus_default = stats["ST fp32"]["median"] / s["median"]
+        rows.append(f"| {model} | {name} | {n / s['median']:.1f} | {s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f}) "
+                    f"| {versus:.2f}x | {versus_default:.2f}x | {s['load']:.2f} |")
+    return rows
 
 
-def _st_copy_bf16(st: SentenceTransformer) -> SentenceTransformer:
-    import copy
+def smoke_models(root: Path) -> dict[str, Path]:
+    from synthembed.testing.tiny import tiny_decoder, tiny_encoder
 
-    return copy.deepcopy(st).to(torch.bfloat16)
+    return {"tiny-encoder": tiny_encoder(root / "enc"), "tiny-decoder": tiny_decoder(root / "dec")}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="minilm,gemma-270m")
     ap.add_argument("--minilm-n", type=int, default=512)
     ap.add_argument("--gemma-n", type=int, default=128)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--models", default="minilm,gemma-270m")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--output", type=Path, default=None, help="also write the table here (markdown)")
+    ap.add_argument("--smoke", action="store_true", help="tiny random models and 16 texts")
     args = ap.parse_args()
+    if args.warmup < 2 or args.repeats < 5:
+        ap.error("at least 2 warm-up and 5 measured repetitions")
 
-    start = time.perf_counter()
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    rows, infos = [], []
-    for name in args.models.split(","):
-        n = args.minilm_n if name == "minilm" else args.gemma_n
-        r, info = bench_model(name, model_path(name), load_texts(n), args.max_length, args.batch_size,
-                              decoder=name != "minilm", repeats=args.repeats)
-        rows += r
-        infos.append(info)
+    start_load = load()
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+             f"1-minute load at start {start_load:.2f}"]
+    if start_load > BUSY:
+        lines.append(f"WARNING: the machine was busy (load {start_load:.2f} > {BUSY}): figures are not reliable")
+    print("\n".join(lines), flush=True)
+    head = ["| model | encoder | texts/s | seconds, median (min-max) | vs ST same dtype | vs ST fp32 | load |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp:
+        if args.smoke:
+            models = smoke_models(Path(tmp))
+            counts = dict.fromkeys(models, 16)
+        else:
+            from synthembed.model.load import model_path
 
-    for dt, torch_dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):  # again after: the best of both
-        peaks[dt] = max(peaks[dt], matmul_peak(torch_dt))
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, matmul 2048^2 peak: "
-          f"fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s\n")
-    print("| model | encoder | texts/s | tokens/s | ours/ST | GFLOP/s | % of peak |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    print("\n".join(f"{row}{100 * gflops / peaks[dt]:.0f}% |" for row, gflops, dt in rows))
-    print()
-    for info in infos:
-        print(f"- {info}")
-    print(f"\nbench time {time.perf_counter() - start:.0f}s")
+            models = {name: model_path(name) for name in args.models.split(",")}
+            counts = {name: args.minilm_n if name == "minilm" else args.gemma_n for name in models}
+        for name, path in models.items():
+            texts = load_texts(counts[name])
+            runs = configurations(path, texts, args.max_length, args.batch_size, args.device)
+            notes.append(f"- {name}: {len(texts)} texts, max_length {args.max_length}, batch {args.batch_size}; "
+                         f"smallest cosine ours vs ST (fp32) {agreement(runs):.6f}")
+            rows += table(name, len(texts), measure(runs, args.warmup, args.repeats))
+            print(rows[-1], flush=True)
+    report = "\n".join([*lines, "", *head, *rows, "", *notes, f"\n1-minute load at the end {load():.2f}"])
+    print("\n" + report)
+    if args.output:
+        args.output.write_text(report + "\n")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,23 @@ then adds its gradients and steps once, at the last chunk).
 from __future__ import annotations
 
 import contextlib
+import os
 
+import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """accelerate's Accelerator for this machine. Without CUDA it runs on the CPU; a DeepSpeed launch there
+    (ACCELERATE_USE_DEEPSPEED, as `accelerate launch` with a DeepSpeed config sets) is allowed too, over gloo:
+    accelerate turns DeepSpeed off for `cpu=True` and, without a named backend, counts one process."""
+    if torch.cuda.is_available():
+        return Accelerator(mixed_precision=mixed_precision)
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and "LOCAL_RANK" in os.environ:
+        return Accelerator(mixed_precision=mixed_precision, cpu=False,
+                           kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")])
+    return Accelerator(mixed_precision=mixed_precision, cpu=True)
 
 
 def is_deepspeed(accelerator: Accelerator) -> bool:
@@ -22,6 +36,7 @@ def configure_deepspeed(accelerator: Accelerator, local_batch: int, max_grad_nor
     """Settings DeepSpeed wants before `prepare`: we prepare no dataloader, and it clips inside its own step."""
     config = accelerator.state.deepspeed_plugin.deepspeed_config
     config["train_micro_batch_size_per_gpu"] = local_batch
+    config["train_batch_size"] = local_batch * accelerator.num_processes
     config["gradient_clipping"] = max_grad_norm or 0.0
 
 

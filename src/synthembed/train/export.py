@@ -29,35 +29,53 @@ def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, his
     # Partitioned weights (ZeRO-3, FSDP) are gathered with every rank taking part; rank 0 alone saves them.
     state = accelerator.get_state_dict(embedder.model) if sharded else None
     if accelerator.is_main_process:
-        if sharded:  # the weights are spread over the processes: rebuild the model whole on this one
-            from synthembed.train.model import build_embedder
-
-            with _without_zero3_init(accelerator):  # a plain model on this rank, not one partitioned over all
-                gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
-            gathered.model.load_state_dict(state)
-            embedder = gathered
-        model = accelerator.unwrap_model(embedder.model)
-        if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship merged weights
-            model.save_pretrained(out / "adapter")
-            model = merge_lora(model)
-        model.save_pretrained(out)
-        embedder.model = model
-        tokenizer = copy.deepcopy(embedder.tokenizer)
-        tokenizer.chat_template = None  # else sentence-transformers 6 wraps every text in the chat format
-        if embedder.pooling == "last":
-            append_eos(tokenizer)
-        tokenizer.save_pretrained(out)
-        write_sentence_transformers(out, embedder, cfg)
-        (out / "training_history.json").write_text(json.dumps(history))
-        write_card(out, cfg, history, embedder.query_template)
-        log.info("wrote %s", out)
+        with _without_zero3_init(accelerator):  # this rank alone builds and loads models: plain, not partitioned
+            _save(accelerator, embedder, cfg, history, out, state)
     accelerator.wait_for_everyone()
     return out
 
 
+def _save(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, history: list[dict], out: Path,
+          state: dict | None) -> None:
+    if state is not None:  # the weights are spread over the processes: rebuild the model whole on this one
+        from synthembed.train.model import build_embedder
+
+        gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
+        gathered.model.load_state_dict(state)
+        embedder = gathered
+    model = accelerator.unwrap_model(embedder.model)
+    if hasattr(model, "merge_and_unload"):  # LoRA: keep the adapter, ship merged weights
+        model.save_pretrained(out / "adapter")
+        model = merge_lora(model)
+    model.save_pretrained(out)
+    embedder.model = model
+    tokenizer = copy.deepcopy(embedder.tokenizer)
+    tokenizer.chat_template = None  # else sentence-transformers 6 wraps every text in the chat format
+    if embedder.pooling == "last":
+        append_eos(tokenizer)
+    tokenizer.save_pretrained(out)
+    write_sentence_transformers(out, embedder, cfg)
+    (out / "training_history.json").write_text(json.dumps(history))
+    write_card(out, cfg, history, embedder.query_template)
+    log.info("wrote %s", out)
+
+
+@contextlib.contextmanager
 def _without_zero3_init(accelerator: Accelerator):
+    """transformers loads under ZeRO-3 partitioning (every rank taking part) while accelerate's DeepSpeed config is
+    registered with it, even with zero3_init off: unregister it while this rank alone builds a model."""
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    return plugin.zero3_init_context_manager(enable=False) if plugin is not None else contextlib.nullcontext()
+    if plugin is None:
+        yield
+        return
+    from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if plugin.dschf is not None:
+            set_hf_deepspeed_config(plugin.dschf)
 
 
 def merge_lora(model: torch.nn.Module) -> torch.nn.Module:
