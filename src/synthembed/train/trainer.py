@@ -22,7 +22,7 @@ from synthembed.data.pairs import read_pairs
 from synthembed.model.flops import dense_params, device_peak
 from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
-from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed
+from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed, make_accelerator
 from synthembed.train.model import build_embedder
 from synthembed.train.schedule import warmup_linear_schedule
 from synthembed.train.step import make_batch, step, tokenizer_for
@@ -38,7 +38,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     AcceleratorState._reset_state()  # a second run in this process may choose another precision
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(cfg.mixed_precision)
     world = accelerator.num_processes
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
@@ -143,6 +143,8 @@ def _save_trainable_only(accelerator: Accelerator) -> None:
     """Checkpoints hold the trained weights only (the LoRA adapters), not a copy of the frozen backbone."""
 
     def keep_trainable(models, weights, output_dir):
+        if not weights:  # DeepSpeed writes its own (partitioned) checkpoint and hands no state dicts here
+            return
         for model, state in zip(models, weights, strict=True):
             trainable = {name for name, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
             for key in [k for k in state if k.removeprefix("module.") not in trainable]:
