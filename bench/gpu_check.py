@@ -81,7 +81,8 @@ def models(check: Check) -> dict[str, Path]:
     if check.dry:
         from synthembed.testing.tiny import tiny_decoder
 
-        return {"tiny-decoder": tiny_decoder(check.work / "dec"), "tiny-decoder-2": tiny_decoder(check.work / "d2", seed=1)}
+        return {"tiny-decoder": tiny_decoder(check.work / "dec"),
+                "tiny-decoder-2": tiny_decoder(check.work / "d2", seed=1)}
     from synthembed.model.load import model_path
 
     gemma = model_path("gemma-270m")
@@ -111,7 +112,8 @@ def train_part(check: Check, model: Path) -> None:
 
     batch, steps, chunk = (8, 2, 4) if check.dry else (256, 20, 32)
     data = pairs_file(check.work / "pairs.jsonl", batch * steps)
-    rows = ["| run | batch | median step (s) | examples/s | peak memory (GiB) | final loss |", "|---|---:|---:|---:|---:|---:|"]
+    rows = ["| run | batch | median step (s) | examples/s | peak memory (GiB) | final loss |",
+            "|---|---:|---:|---:|---:|---:|"]
     for label, chunk_size in (("plain", None), (f"gradient cache (chunk {chunk})", chunk)):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -138,10 +140,10 @@ def ddp_part(check: Check, model: Path) -> None:
            "-m", "synthembed.cli", "train", "--model", str(model), "--data", str(data), "--output", str(out), "-q",
            "--set", f"batch_size={8 * world}", "--set", "max_steps=3", "--set", "warmup_steps=0",
            "--set", "query_max_length=32", "--set", "doc_max_length=64"]
-    probe = ("import torch.distributed as d, os; d.init_process_group(); print('backend', d.get_backend(), "
-             "'world', d.get_world_size()); d.destroy_process_group()")
+    probe = ("import torch; from accelerate import PartialState; s = PartialState(cpu=not torch.cuda.is_available()); "
+             "print('backend', s.backend, 'world', s.num_processes, 'device', s.device)")
     backend = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world),
-                              "--master-port", port, "-c" if False else "--no-python", sys.executable, "-c", probe],
+                              "--master-port", port, "--no-python", sys.executable, "-c", probe],
                              capture_output=True, text=True, timeout=120)
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -149,9 +151,9 @@ def ddp_part(check: Check, model: Path) -> None:
     history = json.loads((out / "model" / "training_history.json").read_text()) if done.returncode == 0 else []
     seen = sorted({line for line in backend.stdout.splitlines() if line.startswith("backend")})
     check.add("(c) DDP under torchrun", [
-        f"- `{' '.join(cmd[:6])} -m synthembed.cli train ...`: exit {done.returncode}, {len(history)} steps in "
-        f"{seconds:.0f} s, losses {[round(r['loss'], 4) for r in history]}",
-        f"- process group as torchrun + accelerate make it: {seen or backend.stderr[-300:]}",
+        f"- `torchrun --nproc-per-node {world} -m synthembed.cli train ...`: exit {done.returncode}, "
+        f"{len(history)} steps in {seconds:.0f} s, losses {[round(r['loss'], 4) for r in history]}",
+        f"- the process group accelerate makes under torchrun: {seen or backend.stderr[-300:]}",
         *([f"- stderr: {done.stderr[-1500:]}"] if done.returncode else [])])
 
 
