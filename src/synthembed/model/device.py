@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import torch
@@ -14,7 +15,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(device: Device | torch.device | None = "auto") -> torch.device:
     """`auto`: CUDA when present, else the CPU. A CUDA device asked for on a machine without one is an error."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        return _this_process_gpu() if torch.cuda.is_available() else torch.device("cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError:
@@ -25,10 +26,17 @@ def resolve_device(device: Device | torch.device | None = "auto") -> torch.devic
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
         if resolved.index is None:
-            resolved = torch.device("cuda", torch.cuda.current_device())
+            resolved = _this_process_gpu()
     elif resolved.type != "cpu":
         raise ValueError(f"device {device!r}: expected auto, cpu, cuda or cuda:N")
     return resolved
+
+
+def _this_process_gpu() -> torch.device:
+    """Under torchrun / accelerate launch each process takes the GPU of its local rank, else the current one."""
+    local = os.environ.get("LOCAL_RANK")
+    index = int(local) % torch.cuda.device_count() if local is not None else torch.cuda.current_device()
+    return torch.device("cuda", index)
 
 
 def resolve_dtype(dtype: Dtype | None, device: torch.device) -> torch.dtype:
