@@ -58,33 +58,45 @@ def lora_model(path, dtype):
     return model.train()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_layer_equals_peft_path(tmp_path, dtype):
-    """Same weights and the same mask: same output and same adapter gradients, in fp32 and under a bf16 backbone
-    with bf16 autocast (the trainer's LoRA setting)."""
+def run_with_masks(model, ids, autocast: bool):
+    """Output and adapter gradients, each layer's mask drawn from its own seed (the same on every model)."""
+    layers = [m for m in model.modules() if hasattr(m, "lora_A")]
+    for i, layer in enumerate(layers):
+        if isinstance(layer.lora_A["default"], LoraA):
+            layer.lora_A["default"].forward = _seeded(layer.lora_A["default"], 100 + i)
+        else:
+            layer.lora_dropout["default"] = FixedMask(100 + i, 0.25)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(input_ids=ids).last_hidden_state.float()
+    # a fixed random projection: the squared norm would be nearly constant behind the final RMSNorm
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(7))).sum().backward()
+    return out.detach(), {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_fused_layer_equals_peft_path(tmp_path):
+    """Same weights and masks: in fp32 the fused layer gives peft's output and adapter gradients; under a bf16
+    backbone with bf16 autocast (the trainer's LoRA setting) it is as close to that fp32 result as peft is."""
     path = tiny_decoder(tmp_path / "dec")
-    peft_model, fused = lora_model(path, dtype), lora_model(path, dtype)
-    assert fuse_lora_dropout(fused) > 0
     ids = torch.randint(10, 90, (2, 12))
-    outputs, grads = [], []
-    for model in (peft_model, fused):
-        layers = [m for m in model.modules() if hasattr(m, "lora_A")]
-        for i, layer in enumerate(layers):  # one seed per layer: the mask of layer i is the same on both sides
-            if isinstance(layer.lora_A["default"], LoraA):
-                layer.lora_A["default"].forward = _seeded(layer.lora_A["default"], 100 + i)
-            else:
-                layer.lora_dropout["default"] = FixedMask(100 + i, 0.25)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            out = model(input_ids=ids).last_hidden_state.float()
-        out.square().mean().backward()
-        outputs.append(out.detach())
-        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
-    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
-    torch.testing.assert_close(outputs[1], outputs[0], **tol)
-    assert grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        torch.testing.assert_close(grads[1][name], grads[0][name], **tol, msg=name)
-    assert sum(g.abs().sum() for g in grads[1].values()) > 0
+    reference = run_with_masks(lora_model(path, torch.float32), ids, autocast=False)
+    fused32 = lora_model(path, torch.float32)
+    assert fuse_lora_dropout(fused32) > 0
+    out, grads = run_with_masks(fused32, ids, autocast=False)
+    torch.testing.assert_close(out, reference[0], atol=1e-5, rtol=1e-4)
+    assert grads.keys() == reference[1].keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], reference[1][name], atol=1e-4, rtol=1e-4)
+    assert sum(g.abs().sum() for g in grads.values()) > 0
+
+    fused16 = lora_model(path, torch.bfloat16)
+    fuse_lora_dropout(fused16)
+    errors = {}
+    for name, model in (("peft", lora_model(path, torch.bfloat16)), ("fused", fused16)):
+        out, grads = run_with_masks(model, ids, autocast=True)
+        flat, ref = torch.cat([g.flatten() for g in grads.values()]), torch.cat([g.flatten() for g in reference[1].values()])
+        errors[name] = ((out - reference[0]).abs().max(), (flat - ref).norm() / ref.norm())
+    assert errors["fused"][0] <= 2 * errors["peft"][0] + 1e-3
+    assert errors["fused"][1] <= 2 * errors["peft"][1] + 1e-3
 
 
 def _seeded(module: LoraA, seed: int):

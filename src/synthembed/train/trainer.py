@@ -62,10 +62,11 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     embedder.model = model
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    meter = Meter(dense_params(model), accelerator.device, cfg.mixed_precision)  # before the RNG is restored
+    meter = Meter(dense_params(model), accelerator.device, cfg.mixed_precision,  # before the RNG is restored
+                  flops_per_token=4 if cfg.lora else 6)
     history = _resume(accelerator, out)
     start = len(history)
-    tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length)
+    tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length, cfg.pad_to_multiple_of)
     model.train()
     with _progress(show_progress and accelerator.is_main_process) as progress:
         bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, mfu=0.0)
@@ -83,7 +84,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             optimizer_step(optimizer, params, cfg.max_grad_norm)
             scheduler.step()
             record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss, accelerator.device), "lr": lr,
-                      **meter.stop(len(pairs) * world, _count_tokens(tokenize, batch) * world)}
+                      **meter.stop(len(pairs) * world, tokenize.take_count() * world)}
             history.append(record)
             progress.update(bar, advance=1, loss=record["loss"], rate=record["examples_per_s"], mfu=record["mfu"])
             if (n + 1) % cfg.log_every == 0:
@@ -98,10 +99,13 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
 
 
 class Meter:
-    """Examples/s, tokens/s, an MFU estimate (6 x matmul params x tokens, as nanoGPT) and peak memory."""
+    """Examples/s, tokens/s, an MFU estimate and peak memory. MFU counts matmul FLOPs of the non-embedding
+    parameters (an embedding lookup is no matmul): 2N per token forward, plus 4N backward when the weights get
+    gradients (full fine-tuning, 6N as nanoGPT) or 2N when only the input gradient flows through frozen weights
+    (LoRA, about 4N); recomputation under gradient checkpointing is not useful work and is not counted."""
 
-    def __init__(self, n_params: int, device: torch.device, precision: str):
-        self.n_params = n_params
+    def __init__(self, n_params: int, device: torch.device, precision: str, flops_per_token: int = 6):
+        self.n_params, self.flops_per_token = n_params, flops_per_token
         self.device = device
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self.peak = device_peak(device, dtype)
@@ -112,7 +116,7 @@ class Meter:
     def stop(self, examples: int, tokens: int) -> dict:
         seconds = time.perf_counter() - self.t
         return {"seconds": round(seconds, 4), "examples_per_s": examples / seconds, "tokens_per_s": tokens / seconds,
-                "mfu": 6 * self.n_params * tokens / seconds / self.peak, "peak_memory_gb": _peak_memory(self.device)}
+                "mfu": self.flops_per_token * self.n_params * tokens / seconds / self.peak, "peak_memory_gb": _peak_memory(self.device)}
 
 
 def _peak_memory(device: torch.device) -> float:
@@ -121,11 +125,6 @@ def _peak_memory(device: torch.device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
-
-
-def _count_tokens(tokenize, batch) -> int:
-    return int(sum(tokenize(texts, side)["attention_mask"].sum() for texts, side in
-                   ((batch.queries, "query"), (batch.docs, "doc"))))
 
 
 def _read_sources(cfg: TrainConfig) -> list:
