@@ -28,7 +28,7 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -255,16 +255,18 @@ def part2(args, common: dict, lines: list[str]) -> None:
 def part3(args, lines: list[str]) -> None:
     """One epoch of the whole synthetic set through the CLI, as a user runs it."""
     start_load = load()
-    with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out:
-        files = [a for f in sorted(SHARED.glob("*.jsonl")) for a in ("-d", str(f))]
-        settings = {"batch_size": 16, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
-                    "epochs": 1, "gradient_checkpointing": "false", "warmup_steps": 10}
-        cmd = [str(Path(sys.executable).parent / "synthembed"), "train", "-m", "gemma-270m", *files, "-o", out,
-               "-q", *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t
-        log = [json.loads(x) for x in (Path(out) / "train_log.jsonl").read_text().splitlines()]
+    out = Path(args.epoch_dir)
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run, not a resumed one
+    # the trained model stays in --epoch-dir, where the quality table's synthetic row can score it
+    files = [a for f in sorted(SHARED.glob("*.jsonl")) for a in ("-d", str(f))]
+    settings = {"batch_size": 16, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
+                "epochs": 1, "gradient_checkpointing": "false"}
+    cmd = [str(Path(sys.executable).parent / "synthembed"), "train", "-m", "gemma-270m", *files, "-o", str(out),
+           "-q", *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     steps = [r["seconds"] for r in log]
     lines += ["", "## 3. One epoch of the whole synthetic set (`synthembed train`)\n",
               f"`synthembed train -m gemma-270m -d <each synthetic-frontier file> ...`: {len(log)} steps of 16 with one hard negative, "
@@ -291,6 +293,7 @@ def main() -> None:
     ap.add_argument("--memory-models", default="gemma-270m", help="part 2 models (empty: skip)")
     ap.add_argument("--memory-batch", type=int, default=256)
     ap.add_argument("--epoch", action="store_true", help="part 3: one epoch of the whole synthetic set")
+    ap.add_argument("--epoch-dir", type=Path, default=Path(__file__).resolve().parent / "out" / "train-epoch")
     ap.add_argument("--output", type=Path, default=RESULTS)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
