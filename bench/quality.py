@@ -7,6 +7,8 @@ all-MiniLM-L6-v2 as a reference. Every model is trained with `synthembed train` 
 evaluator on the shared suite (bench/suite.py). Finished rows are kept, so an interrupted run resumes.
 
     python bench/quality.py --local-data runs/local-gen [--synthetic-n 320] [--labeled-per-set 107] [--rows a,b,..]
+    python bench/quality.py --full --rows ref,a,b --model-b bench/out/train-epoch/model \
+        [--tasks SciFact,STSBenchmark]      # whole data sets; resumes by row and by task
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from suite import DATA, quick_suite, summarize
+from suite import DATA, quick_suite, shared_suite, summarize
 
 from synthembed.data.examples import write_jsonl
 from synthembed.data.labeled import from_beir, from_classification, from_sts
@@ -83,12 +85,31 @@ def evaluate_row(name: str, model: str, args) -> dict:
     return row
 
 
+def evaluate_full(name: str, model: str, args) -> dict:
+    """The whole data sets (--tasks narrows them); each task's result is kept as it lands, so a rerun resumes
+    with the tasks still missing."""
+    out = OUT / "eval-full" / name
+    tasks = [t for t in shared_suite(DATA) if _selected(t.name, args.tasks)]
+    todo = [t for t in tasks if not (out / f"{t.name}.json").is_file()]
+    if todo:
+        run_tasks(EvaluateConfig(model=model, tasks=todo, output_dir=out, dtype="bf16", max_length=args.max_length),
+                  show_progress=False)
+    results = [json.loads((out / f"{t.name}.json").read_text()) for t in tasks]
+    return {**{r["task_name"]: r["main_score"] for r in results}, **summarize(results)}
+
+
+def _selected(task: str, prefixes: str | None) -> bool:
+    return not prefixes or any(task.startswith(p) for p in prefixes.split(","))
+
+
 def table(rows: dict[str, dict], args) -> str:
     lines = ["| row | " + " | ".join(label for _, label in COLUMNS) + " | average |",
              "|---|" + "---:|" * (len(COLUMNS) + 1)]
     for name, scores in rows.items():
-        values = [100 * scores[key] for key, _ in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {sum(values) / len(values):.2f} |")
+        values = [100 * scores[key] if scores.get(key) is not None else None for key, _ in COLUMNS]
+        known = [v for v in values if v is not None]
+        average = f"{sum(known) / len(known):.2f}" if len(known) == len(values) else "—"
+        lines.append(f"| {name} | " + " | ".join("—" if v is None else f"{v:.2f}" for v in values) + f" | {average} |")
     return "\n".join(lines)
 
 
@@ -113,15 +134,19 @@ def chart(rows: dict[str, dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--local-data", type=Path, required=True, help="a `synthembed generate` output directory")
+    parser.add_argument("--local-data", type=Path, help="a `synthembed generate` output directory (rows c, b-)")
     parser.add_argument("--labeled-per-set", type=int, default=450, help="rows from each labeled train split")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", default="ref,a,b,c,b-,d,e")
     parser.add_argument("--synthetic-n", type=int, help="a random subset of the frontier rows (default: all)")
     parser.add_argument("--train-only", action="store_true", help="train the rows' models, evaluate nothing")
+    parser.add_argument("--full", action="store_true", help="whole data sets instead of the quick suite")
+    parser.add_argument("--tasks", help="with --full: task name prefixes to score, e.g. SciFact,STSBenchmark")
+    parser.add_argument("--model-b", type=Path, help="with --full: row (b)'s trained model (e.g. bench/train.py "
+                        "--epoch's bench/out/train-epoch/model: all frontier rows, one epoch)")
     args = parser.parse_args()
-    local = args.local_data / "examples.jsonl"
-    n_local = sum(1 for _ in open(local))
+    local = args.local_data / "examples.jsonl" if args.local_data else None
+    n_local = sum(1 for _ in open(local)) if local else 0
     labeled = labeled_sources(args.labeled_per_set)
     frontier = sorted(FRONTIER.glob("*.jsonl"))
     synthetic = [frontier_subset(args.synthetic_n)] if args.synthetic_n else frontier
@@ -129,7 +154,8 @@ def main() -> None:
     plan = {
         "ref": ("all-MiniLM-L6-v2 (reference)", lambda: "minilm"),
         "a": ("(a) gemma-270m, untrained", lambda: "gemma-270m"),
-        "b": (f"(b) synthetic, frontier LLM ({n_synthetic})", lambda: train_row("b", synthetic)),
+        "b": (f"(b) synthetic, frontier LLM ({n_synthetic})",
+              lambda: args.model_b if args.full and args.model_b else train_row("b", synthetic)),
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
@@ -147,10 +173,17 @@ def main() -> None:
     for key in args.rows.split(","):
         label, model = plan[key]
         started = time.perf_counter()
-        rows[label] = evaluate_row(key, str(model()), args)
-        print(f"{label}: {json.dumps({k: round(100 * rows[label][k], 2) for k, _ in COLUMNS})} "
+        rows[label] = (evaluate_full if args.full else evaluate_row)(key, str(model()), args)
+        print(f"{label}: {json.dumps({k: rows[label].get(k) for k, _ in COLUMNS})} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     RESULTS.mkdir(exist_ok=True)
+    if args.full:
+        (RESULTS / "quality-full.md").write_text(
+            "# Full data sets: Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) + "\n\nEvaluation: bf16, max "
+            f"length {args.max_length}, whole test sets; — = not scored yet (tasks: {args.tasks or 'all'}).\n\n"
+            f"    python {' '.join(sys.argv)}\n")
+        print(table(rows, args))
+        return
     chart(rows, RESULTS / "quality.png")
     caps = ("the quick suite of bench/suite.py: 150 random pairs per STS set, the first 8 Tatoeba pairs of each of "
             "112 languages, SciFact's 283 relevant documents + 50 others, Banking77 with 8 train texts per intent "
