@@ -7,7 +7,8 @@ import json
 import pytest
 
 from synthembed.generate.parse import ParseError, extract_json_object, extract_list
-from synthembed.generate.validate import check, count_words
+from synthembed.generate.validate import check
+from synthembed.tasks.text import count_words
 from tests.conftest import FRONTIER
 
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from synthembed.generate.validate import check
 from synthembed.tasks.check import check_task, clean_task
 from synthembed.tasks.families import FAMILIES, LANGUAGE_FIELDS, sample_params
 from synthembed.tasks.languages import HIGH_RESOURCE, ISO_CODES, XLMR_LANGUAGES, default_weights, resolve
@@ -93,6 +94,23 @@ def test_families_in_paper_order():
         assert FAMILIES[name].keys == ("input", "positive_document")
     for name in ("sts", "bitext"):
         assert FAMILIES[name].keys == ("S1", "S2", "S3")
+
+
+def test_family_roles_drive_validation():
+    """The roles validation reads: the pair that must differ, the query that must not be pasted into the
+    positive, the fields `num_words` bounds."""
+    roles = {name: (f.distinct, f.not_copied, f.bounded_keys) for name, f in FAMILIES.items()}
+    assert roles == {
+        "short-long": (("positive_document", "hard_negative_document"), ("user_query", "positive_document"),
+                       ("positive_document", "hard_negative_document")),
+        "long-short": (("label", "misleading_label"), None, ("input_text",)),
+        "short-short": (None, ("input", "positive_document"), ()),
+        "long-long": (None, ("input", "positive_document"), ()),
+        "sts": (("S2", "S3"), None, ()),
+        "bitext": (("S2", "S3"), None, ()),
+    }
+    row = {"user_query": "q", "positive_document": "same text", "hard_negative_document": "Same text."}
+    assert check("short-long", row, {}, check_language=False) == "positive_equals_negative"
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

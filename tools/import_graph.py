@@ -1,8 +1,8 @@
 """The package-level import graph of src/synthembed, read from the code with `ast` (nothing is imported).
 
 `python tools/import_graph.py` prints one edge a line, `a -> b  N`, where N counts the import statements in a's
-modules that name b (imports inside functions included), then the cycles between packages and between modules. A package is the
-first name under synthembed (`data`, `evaluate`, ...; `cli` and `config` are modules of their own).
+modules that name b (imports inside functions included), then the cycles between packages and between modules.
+A package is the first name under synthembed (`data`, `evaluate`, ...; `cli` and `config` are modules of their own).
 tests/test_architecture.py checks the allowed directions on the same edges.
 """
 
@@ -12,6 +12,7 @@ import ast
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "synthembed"
 
@@ -27,22 +28,41 @@ def part_of(module: str) -> str | None:
     return parts[1] if parts[0] == "synthembed" and len(parts) > 1 else None
 
 
-def imported_modules(path: Path, src: Path = SRC) -> list[str]:
-    """Every module an import statement of the file names, wherever in the file the statement stands."""
+class Import(NamedTuple):
+    path: Path
+    line: int
+    module: str  # the module named (for `from synthembed import config`: synthembed.config)
+    names: tuple[str, ...]  # the names taken from it (`from m import a, b`), empty for `import m`
+    lazy: bool  # inside a function: runs only when the function is called
+
+
+def imports(path: Path, src: Path = SRC) -> list[Import]:
+    """Every import statement of the file, wherever in the file it stands."""
     here = module_name(path, src)
     package = here if path.name == "__init__.py" else here.rpartition(".")[0]
-    names = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    in_function = {id(inner) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                   for inner in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        lazy = id(node) in in_function
         if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
+            found += [Import(path, node.lineno, alias.name, (), lazy) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: climb from the file's package
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            # `from synthembed import config` names the module synthembed.config
-            names += [f"{base}.{a.name}" for a in node.names] if base == "synthembed" else [base]
-    return names
+            names = tuple(alias.name for alias in node.names)
+            if base == "synthembed":
+                found += [Import(path, node.lineno, f"{base}.{name}", (), lazy) for name in names]
+            else:
+                found.append(Import(path, node.lineno, base, names, lazy))
+    return found
+
+
+def all_imports(src: Path = SRC) -> list[Import]:
+    return [imp for path in sorted(src.rglob("*.py")) for imp in imports(path, src)]
 
 
 def edges(src: Path = SRC, modules: bool = False) -> Counter:
@@ -50,15 +70,14 @@ def edges(src: Path = SRC, modules: bool = False) -> Counter:
     `modules`: the same between modules (synthembed.pipeline.run -> synthembed.pipeline.report)."""
     known = {module_name(path, src) for path in src.rglob("*.py")}
     counts: Counter = Counter()
-    for path in sorted(src.rglob("*.py")):
-        here = module_name(path, src)
-        for name in imported_modules(path, src):
-            if modules:
-                source, target = here, name if name in known else None
-            else:
-                source, target = part_of(here), part_of(name)
-            if source and target and target != source:
-                counts[source, target] += 1
+    for imp in all_imports(src):
+        here = module_name(imp.path, src)
+        if modules:
+            source, target = here, imp.module if imp.module in known else None
+        else:
+            source, target = part_of(here), part_of(imp.module)
+        if source and target and target != source:
+            counts[source, target] += 1
     return counts
 
 

@@ -9,38 +9,15 @@ than keeping an odd example, so each rule only fires on clear failures.
 from __future__ import annotations
 
 import re
-import zlib
 from functools import lru_cache
 
-from synthembed.tasks.families import FAMILIES
-
-KEYS = {name: family.keys for name, family in FAMILIES.items()}
-# Pairs that must differ, and (query, document) pairs where the query must not be pasted in.
-_DISTINCT = {"short-long": ("positive_document", "hard_negative_document"),
-             "long-short": ("label", "misleading_label"), "sts": ("S2", "S3"), "bitext": ("S2", "S3")}
-_COPY = {"short-long": ("user_query", "positive_document"), "short-short": ("input", "positive_document"),
-         "long-long": ("input", "positive_document")}
+from synthembed.tasks.families import FAMILIES, Family
+from synthembed.tasks.text import count_words, is_degenerate
 
 MIN_FRACTION = 0.4  # documents must reach this share of the requested word count
 SHORT_MAX_WORDS = 40  # "very short (a sentence or a phrase)"
 LONG_LONG_WORDS = 300
 MIN_COPY_WORDS = 5  # keyword queries of <= 4 words are fine as a document title
-
-# --- word counting ------------------------------------------------------------------------
-# Scripts written without spaces: estimate words from characters (CJK ~1.5 chars per word,
-# Thai/Lao/Khmer/Burmese/Tibetan ~4).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_SEA = "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
-_CJK_RE = re.compile(f"[{_CJK}]")
-_SEA_RE = re.compile(f"[{_SEA}]")
-_UNSPACED_RE = re.compile(f"[{_CJK}{_SEA}]+")
-_WORD_RE = re.compile(r"\w+")
-
-
-def count_words(text: str) -> float:
-    spaced = _UNSPACED_RE.sub(" ", text)
-    return (sum(1 for tok in spaced.split() if _WORD_RE.search(tok))
-            + len(_CJK_RE.findall(text)) / 1.5 + len(_SEA_RE.findall(text)) / 4.0)
 
 
 def _norm(s: str) -> str:
@@ -57,21 +34,20 @@ def _bare(s: str) -> str:
 
 # --- length rules --------------------------------------------------------------------------
 _BOUND_RE = re.compile(r"(less than|fewer than|at most|at least|more than)?\s*(\d+)", re.I)
-_BOUNDED = {"short-long": ("positive_document", "hard_negative_document"), "long-short": ("input_text",)}
 
 
-def _length_reason(family: str, out: dict, params: dict) -> str | None:
-    if family == "short-short":
-        return "too_long" if any(count_words(out[k]) > SHORT_MAX_WORDS for k in KEYS[family]) else None
-    if family == "long-long":
-        long_enough = all(count_words(out[k]) >= MIN_FRACTION * LONG_LONG_WORDS for k in KEYS[family])
+def _length_reason(family: Family, out: dict, params: dict) -> str | None:
+    if family.name == "short-short":
+        return "too_long" if any(count_words(out[k]) > SHORT_MAX_WORDS for k in family.keys) else None
+    if family.name == "long-long":
+        long_enough = all(count_words(out[k]) >= MIN_FRACTION * LONG_LONG_WORDS for k in family.keys)
         return None if long_enough else "too_short"
     # num_words: an int (retrieval documents) or a phrase like "less than 10" / "at least 50".
-    m = _BOUND_RE.search(str(params.get("num_words", ""))) if family in _BOUNDED else None
+    m = _BOUND_RE.search(str(params.get("num_words", ""))) if family.bounded_keys else None
     if m is None:
         return None
     n, upper = int(m.group(2)), (m.group(1) or "").lower() in ("less than", "fewer than", "at most")
-    for key in _BOUNDED[family]:
+    for key in family.bounded_keys:
         words = count_words(out[key])
         if upper and words > 2 * n + 5:  # generous: "less than 10" still allows a long sentence
             return "too_long"
@@ -89,9 +65,10 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
     params["source_language"] (S1) and params["target_language"] (S2, S3).
     `check_language=False` skips the language-ID rule (the only one that loads models).
     """
-    keys = KEYS.get(family)
-    if keys is None:
+    if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}")
+    spec = FAMILIES[family]
+    keys = spec.keys
     if any(k not in output for k in keys):
         return "missing_key"
     if any(not isinstance(output[k], str) for k in keys):
@@ -100,16 +77,16 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
         return "empty_field"
     if any(is_degenerate(output[k]) or _echoes_key(output[k], keys) for k in keys):
         return "degenerate"
-    if family in _DISTINCT:
-        a, b = _DISTINCT[family]
+    if spec.distinct:
+        a, b = spec.distinct
         if _norm(output[a]) == _norm(output[b]):
             return "positive_equals_negative"
-    if family in _COPY:
-        q, d = _COPY[family]
+    if spec.not_copied:
+        q, d = spec.not_copied
         query = _bare(output[q])
         if count_words(output[q]) >= MIN_COPY_WORDS and query and query in _bare(output[d]):
             return "query_copied"
-    reason = _length_reason(family, output, params)
+    reason = _length_reason(spec, output, params)
     if reason or not check_language:
         return reason
     lang = language or params.get("language")
@@ -123,23 +100,7 @@ def check(family: str, output: dict, params: dict, *, language: str | None = Non
     return None
 
 
-DEGENERATE_MIN_CHARS = 24
-DEGENERATE_MAX_RATIO = 0.15  # prose compresses to ~0.4-0.6 of its size; "S1111..." loops to well under 0.1
-
-
-MIN_LETTER_SHARE = 0.15  # of non-space characters in values of 16+; "45 + 30h = 150, so h = 3.5" has 0.21
 _KEY_ECHO = re.compile(r"^\s*S[123](?![a-z])")  # "S2S3", "S1: ...": a value that restates its key
-
-
-def is_degenerate(text: str) -> bool:
-    """Looping, one-character or letterless text (a small model stuck), judged by compression and letter share."""
-    stripped = text.strip()
-    raw = stripped.encode()
-    if len(raw) >= DEGENERATE_MIN_CHARS and (len(zlib.compress(raw, 9)) / len(raw) < DEGENERATE_MAX_RATIO
-                                             or len(set(stripped)) <= 3):
-        return True
-    visible = [c for c in stripped if not c.isspace()]
-    return len(stripped) >= 16 and sum(c.isalpha() for c in visible) < MIN_LETTER_SHARE * len(visible)
 
 
 def _echoes_key(text: str, keys: tuple[str, ...]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from synthembed.generate.validate import count_words, is_degenerate
+from synthembed.tasks.text import count_words, is_degenerate
 
 MIN_WORDS = 4  # "Match a word to its definition." is five; "Classify sentiment" is too little to write from
 MAX_WORDS = 80  # a paragraph, not a task sentence

@@ -41,14 +41,43 @@ _LIST_ONLY = (
 )
 
 
+ROLES = ("query", "positive", "negative")
+
+
 @dataclass(frozen=True)
 class Family:
+    """One family, each fact stated once: conversion to training pairs (data.pairs) and validation
+    (generate.validate) read the roles from here."""
     name: str
-    keys: tuple[str, ...]
+    query: str  # the JSON key of each role (S1, S2, S3 for the symmetric families)
+    positive: str
+    negative: str | None  # the hard negative; None: in-batch negatives only
     placeholders: dict[str, tuple] = field(hash=False)  # dict is unhashable; name identifies a family anyway
     template: str
     brainstorm: str | None
     symmetric: bool
+    length_bounded: tuple[str, ...] = ()  # roles whose length the `num_words` placeholder sets
+    query_not_in_positive: bool = False  # the positive must not paste the query in (query -> document tasks)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The JSON keys the prompt asks for, in role order."""
+        return tuple(getattr(self, role) for role in ROLES if getattr(self, role))
+
+    @property
+    def distinct(self) -> tuple[str, str] | None:
+        """Keys whose texts must differ: a hard negative equal to its positive teaches nothing."""
+        return (self.positive, self.negative) if self.negative else None
+
+    @property
+    def not_copied(self) -> tuple[str, str] | None:
+        """(query key, document key) where the document must not contain the query verbatim."""
+        return (self.query, self.positive) if self.query_not_in_positive else None
+
+    @property
+    def bounded_keys(self) -> tuple[str, ...]:
+        """Keys whose length `num_words` bounds."""
+        return tuple(getattr(self, role) for role in self.length_bounded)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -211,7 +240,9 @@ _BRAINSTORM_LONG_MATCHING = (
 _FAMILY_LIST = (
     Family(
         name="short-long",
-        keys=("user_query", "positive_document", "hard_negative_document"),
+        query="user_query",
+        positive="positive_document",
+        negative="hard_negative_document",
         placeholders={
             "query_type": QUERY_TYPE,
             "query_length": QUERY_LENGTH,
@@ -222,10 +253,14 @@ _FAMILY_LIST = (
         template=_SHORT_LONG,
         brainstorm=_BRAINSTORM_RETRIEVAL,
         symmetric=False,
+        length_bounded=("positive", "negative"),
+        query_not_in_positive=True,
     ),
     Family(
         name="long-short",
-        keys=("input_text", "label", "misleading_label"),
+        query="input_text",
+        positive="label",
+        negative="misleading_label",
         placeholders={
             "num_words": NUM_WORDS_CLASSIFICATION,
             "clarity": CLARITY,
@@ -234,26 +269,35 @@ _FAMILY_LIST = (
         template=_LONG_SHORT,
         brainstorm=_BRAINSTORM_CLASSIFICATION,
         symmetric=False,
+        length_bounded=("query",),
     ),
     Family(
         name="short-short",
-        keys=("input", "positive_document"),
+        query="input",
+        positive="positive_document",
+        negative=None,
         placeholders={},
         template=_SHORT_SHORT,
         brainstorm=_BRAINSTORM_SHORT_MATCHING,
         symmetric=False,
+        query_not_in_positive=True,
     ),
     Family(
         name="long-long",
-        keys=("input", "positive_document"),  # no hard negative: the paper skips it for latency
+        query="input",
+        positive="positive_document",
+        negative=None,  # no hard negative: the paper skips it for latency
         placeholders={},
         template=_LONG_LONG,
         brainstorm=_BRAINSTORM_LONG_MATCHING,
         symmetric=False,
+        query_not_in_positive=True,
     ),
     Family(
         name="sts",
-        keys=("S1", "S2", "S3"),
+        query="S1",
+        positive="S2",
+        negative="S3",
         placeholders={
             "unit": UNIT,
             "high_score": HIGH_SCORE,
@@ -266,7 +310,9 @@ _FAMILY_LIST = (
     ),
     Family(
         name="bitext",
-        keys=("S1", "S2", "S3"),
+        query="S1",
+        positive="S2",
+        negative="S3",
         placeholders={
             "unit": UNIT,
             "high_score": HIGH_SCORE,
