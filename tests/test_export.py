@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from synthembed.encode.encode import encode_file
 from synthembed.encode.server import create_app
+from synthembed.evaluate.cache import text_key
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
 from synthembed.train.config import TrainConfig
@@ -51,6 +52,9 @@ def test_saved_query_prompt_is_the_default_everywhere(kind, tmp_path):
     ours = HFEmbedder(out)
     assert ours.query_prompt == f"Instruct: {cfg.query_instruction}\nQuery: "  # encoders too, not only decoders
     np.testing.assert_allclose(ours.encode(QUERIES, role="query"), theirs, atol=1e-5)
+    # "" keeps queries as they are (formatted already), not prefixed a second time by the saved prompt
+    np.testing.assert_allclose(ours.encode(QUERIES, role="query", instruction=""), ours.encode(QUERIES), atol=1e-6)
+    assert text_key("q", "query", "", True) != text_key("q", "query", None, True)
     source = tmp_path / "q.jsonl"
     source.write_text("".join(json.dumps({"text": q}) + "\n" for q in QUERIES))
     encode_file(ours, source, tmp_path / "q.npy", role="query", show_progress=False)
@@ -85,3 +89,28 @@ def test_lora_is_merged_in_fp32_then_cast_under_bf16_training(tmp_path, adapters
     for key, weight in expected.items():
         assert saved[key].dtype == torch.bfloat16
         torch.testing.assert_close(saved[key], weight, atol=0, rtol=0, msg=key)
+
+
+def test_heldout_queries_formatted_already_get_no_saved_prompt(tmp_path):
+    """The pipeline's held-out task (instruction "") reaches the embedder as "", so a trained model's saved query
+    prompt does not prefix queries that carry their instruction already."""
+    from synthembed.data.holdout import write_beir
+    from synthembed.data.pairs import TrainPair
+    from synthembed.evaluate.run import EvaluateConfig, TaskSpec, run_tasks
+
+    embedder, cfg = trained(tiny_decoder(tmp_path / "base"), tmp_path)
+    out = export(Accelerator(cpu=True), embedder, cfg, [])
+    write_beir([TrainPair("Find it", q, d) for q, d in zip(QUERIES, ["Vaccines train immunity.", "Paris."])],
+               tmp_path / "heldout")
+    seen = []
+
+    class Recording(HFEmbedder):
+        def encode(self, texts, role="document", instruction=None, **kw):
+            seen.append((role, instruction, [self.format_query(t, instruction) for t in texts]))
+            return super().encode(texts, role, instruction, **kw)
+
+    task = TaskSpec(name="HeldOut", type="Retrieval", path=tmp_path / "heldout", instruction="")
+    run_tasks(EvaluateConfig(tasks=[task], cache=False, output_dir=tmp_path / "eval"), Recording(out),
+              show_progress=False)
+    queries = [texts for role, _, texts in seen if role == "query"]
+    assert queries and all(t.startswith("Instruct: Find it\nQuery: ") for t in queries[0])

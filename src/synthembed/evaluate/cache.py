@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def text_key(text: str, role: str, instruction: str | None, normalize: bool) -> str:
-    blob = "\x1f".join((role, instruction or "", "1" if normalize else "0", text))
+    # None (the model's default query prompt) and "" (the text as it is) embed differently
+    marker = "\x00as-is" if instruction == "" else instruction or ""
+    blob = "\x1f".join((role, marker, "1" if normalize else "0", text))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 

@@ -98,7 +98,9 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for task, loaded in data:
-        instruction = instruction_for(task.name, task.type, task.instruction)
+        # "" keeps queries as they are (e.g. the pipeline's held-out queries, formatted already), where None
+        # would let a model's saved query prompt prefix them
+        instruction = "" if task.instruction == "" else instruction_for(task.name, task.type, task.instruction)
         t0 = time.perf_counter()
         scores = evaluator(task.type)(embedder, loaded, instruction, batch_size=cfg.batch_size, cache=cache,
                                       show_progress=show_progress)

@@ -79,10 +79,11 @@ class HFEmbedder:
 
     # -- queries -------------------------------------------------------------------------------------------
     def format_query(self, text: str, instruction: str | None = None) -> str:
-        """One query as this model embeds it (the same in encode, serve and sentence-transformers)."""
+        """One query as this model embeds it (the same in encode, serve and sentence-transformers). Instruction
+        None: the saved query prompt; "": the text as it is (e.g. queries already formatted)."""
         if instruction:
             return format_query(text, instruction, self.query_template)
-        return self.query_prompt + text
+        return self.query_prompt + text if instruction is None else text
 
     # -- tokenisation --------------------------------------------------------------------------------------
     def token_ids(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:

@@ -19,7 +19,7 @@ class Embedder(Protocol):
         self,
         texts: Sequence[str],
         role: Role = "document",
-        instruction: str | None = None,  # queries only; documents never get one
+        instruction: str | None = None,  # queries only: None, the model's default query prompt; "", none at all
         batch_size: int = 32,
         normalize: bool = True,
         show_progress: bool = False,
