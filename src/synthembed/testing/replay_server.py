@@ -97,6 +97,18 @@ class Replayer:
         key = prompt if seed is None else f"{prompt}\x00seed={seed}"
         return random.Random(int(_sha(key), 16)).sample(pool, min(20, len(pool)))
 
+    @staticmethod
+    def judge(prompt: str) -> dict | None:
+        """A relevance judgment (data relabel's prompt: <query>..</query> <document>..</document>), scored 0-3 by
+        the share of the query's words found in the document; None when the prompt is no judge prompt."""
+        query, document = (re.search(rf"<{tag}>(.*?)</{tag}>", prompt, re.S) for tag in ("query", "document"))
+        if query is None or document is None:
+            return None
+        words = set(re.findall(r"\w+", query.group(1).lower()))
+        shared = words & set(re.findall(r"\w+", document.group(1).lower()))
+        return {"reason": f"{len(shared)} of {len(words)} query words in the document",
+                "score": round(3 * len(shared) / max(len(words), 1))}
+
     def example(self, prompt: str, family: str, wrong_language: bool = False) -> dict:
         rows = self.rows["short-short" if family == "long-long" else family]
         hits = [(m.group(1), m.start()) for m in self.lang_re.finditer(prompt)]
@@ -183,7 +195,10 @@ def create_app(data_dir: str | Path | None, latency_ms: float = 0, script: dict[
         if fault == "hang":
             await asyncio.sleep(hang_s)
 
-        if "brainstorm" in prompt.lower():
+        judgment = replayer.judge(prompt)
+        if judgment is not None:
+            output = judgment
+        elif "brainstorm" in prompt.lower():
             output = replayer.brainstorm(prompt, body.get("seed"))
         else:
             family = replayer.family(prompt)
