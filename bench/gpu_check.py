@@ -62,18 +62,23 @@ def pairs_file(path: Path, rows: int) -> Path:
     return path
 
 
-def decoder_1b(out: Path, tokenizer_from: Path) -> Path:
-    """A Gemma-3-style decoder of ~1B parameters with random weights, saved with gemma-270m's tokenizer."""
+ONE_B = {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 18, "num_attention_heads": 8,
+         "num_key_value_heads": 4, "head_dim": 256}  # ~1.1B non-embedding parameters on Gemma-3's layout
+TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 16}
+
+
+def decoder_from_config(out: Path, base: Path, shape: dict) -> Path:
+    """`base`'s architecture and tokenizer at another size, with random weights (speed needs no training)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(tokenizer_from)
+    config = AutoConfig.from_pretrained(base)
     text_config = getattr(config, "text_config", config)
-    text_config.update({"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 18,
-                        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256})
+    text_config.update(shape)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out
 
 
@@ -81,12 +86,12 @@ def models(check: Check) -> dict[str, Path]:
     if check.dry:
         from synthembed.testing.tiny import tiny_decoder
 
-        return {"tiny-decoder": tiny_decoder(check.work / "dec"),
-                "tiny-decoder-2": tiny_decoder(check.work / "d2", seed=1)}
+        tiny = tiny_decoder(check.work / "dec")
+        return {"tiny-decoder": tiny, "tiny-from-config": decoder_from_config(check.work / "d2", tiny, TINY)}
     from synthembed.model.load import model_path
 
     gemma = model_path("gemma-270m")
-    return {"gemma-270m": gemma, "decoder-1B (random)": decoder_1b(check.work / "1b", gemma)}
+    return {"gemma-270m": gemma, "decoder-1B (random)": decoder_from_config(check.work / "1b", gemma, ONE_B)}
 
 
 def encode_part(check: Check, paths: dict[str, Path]) -> None:
