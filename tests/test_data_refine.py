@@ -233,3 +233,51 @@ def test_commands_with_a_tiny_encoder(tmp_path, one_thread, monkeypatch):
     assert relabeled.exit_code == 0, relabeled.output
     assert "requests sent" in relabeled.output and (tmp_path / "rl" / "ledger.sqlite").is_file()
     assert "# Relabeled by an LLM judge" in (tmp_path / "rl" / "data_card.md").read_text()
+
+
+class Recording(BagOfWords):
+    """Bag of words that records how each text was asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: dict[str, set] = {}
+
+    def encode(self, texts, role="document", instruction=None, **kw):
+        for text in texts:
+            self.asked.setdefault(text, set()).add((role, instruction))
+        return super().encode(texts, role, instruction, **kw)
+
+
+def test_symmetric_rows_embed_documents_like_queries(tmp_path):
+    """STS rows (instruction on both sides in training and evaluation) score the pool as instructed queries;
+    retrieval rows score it as plain documents."""
+    sts = [{"id": f"sts-{i}", "family": "sts", "language": "English", "S1": ENGLISH[i], "S2": ENGLISH[i] + " Yes.",
+            "S3": ENGLISH[i + 1]} for i in range(3)]
+    data = write_rows(tmp_path / "examples.jsonl", sts + generated_rows()[:2])
+    emb = Recording()
+    run_mine([data], emb, tmp_path / "out", MineConfig(negatives=1, depth=5))
+    instruction = "Retrieve semantically similar text."
+    assert emb.asked[ENGLISH[0] + " Yes."] == {("query", instruction), ("document", None)}
+    assert ("query", instruction) in emb.asked[ENGLISH[0]]  # an STS query ...
+    assert ("document", None) in emb.asked[ENGLISH[0]]  # ... that is also a retrieval row's positive
+    written = [json.loads(line) for line in (tmp_path / "out" / "examples.jsonl").read_text().splitlines()]
+    assert [r["instruct_documents"] for r in written] == [True, True, True, False, False]
+    assert all(r["neg"] and r["neg"][0] != r["query"] for r in written)  # the query itself is never a negative
+
+
+def test_relabel_with_the_local_backend_reruns_nothing(tmp_path, one_thread):
+    from synthembed.generate.backends.local import LocalBackend
+    from synthembed.testing.tiny import tiny_decoder
+
+    model = tiny_decoder(tmp_path / "llm")
+    gen = GenerateConfig(backend="local", model=str(model))
+    data = write_rows(tmp_path / "pairs.jsonl", labeled_rows()[:2])
+    cfg = RelabelConfig(top_k=1, max_tokens=12)
+    backends = [LocalBackend(str(model), dtype="fp32") for _ in range(2)]
+    first, second = (run_relabel([data], BagOfWords(), tmp_path / "out", gen, cfg, backend=b) for b in backends)
+    assert sum(backends[0].batch_sizes) == first["requests"]["sent"] == 4
+    assert backends[1].batch_sizes == [] and second["requests"]["from_ledger"] == 4
+    # a random model's score is no number: its judgments are unusable, so no row is kept, and the card says why
+    judgments = [json.loads(line) for line in (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
+    assert all(c["reason"].startswith("unparsable") for j in judgments for c in j["candidates"])
+    assert second["kept"] == 0 and second["rejected_by_reason"] == {"no_candidate_judged": 2}
