@@ -196,3 +196,10 @@ def test_cli_device_option(tmp_path, model, expected):
     wrong = CliRunner().invoke(app, ["encode", str(src), "--model", str(model), "-o", str(tmp_path / "b.npy"),
                                      "--device", "tpu:3", "-q"])
     assert wrong.exit_code == 2 and "device 'tpu:3'" in wrong.output
+
+
+def test_token_count_is_the_embedders_own(tmp_path, emb):
+    """The report counts the tokens the embedder embedded (truncated, EOS included) without tokenizing again."""
+    src = write_input(tmp_path / "in.jsonl", [{"text": t} for t in TEXTS])
+    report = encode_file(emb, src, tmp_path / "out.npy", chunk_size=5, show_progress=False)
+    assert report.tokens == sum(len(x) for x in emb.token_ids(TEXTS))

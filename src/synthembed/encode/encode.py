@@ -138,9 +138,13 @@ def encode_file(embedder, input_path, output_path, column: str = "text", role: s
             parts_of_chunk = []
             for s in range(0, len(chunk), step):
                 piece = chunk[s : s + step]
+                before = getattr(embedder, "tokens_encoded", None)
                 parts_of_chunk.append(embedder.encode(piece, role=role, instruction=instruction,
                                                       batch_size=batch_size, normalize=True))
-                report.tokens += sum(min(n, embedder.max_length) for n in count_tokens(embedder, piece))
+                if before is not None:  # counted while encoding
+                    report.tokens += embedder.tokens_encoded - before
+                else:
+                    report.tokens += sum(min(n, embedder.max_length) for n in count_tokens(embedder, piece))
                 progress.advance(bar, len(piece))
             _save_atomic(_chunk_path(parts, i), np.concatenate(parts_of_chunk).astype(np.float32))
             report.texts += len(chunk)

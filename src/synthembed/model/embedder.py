@@ -75,6 +75,7 @@ class HFEmbedder:
             self.device, self.dtype = first.device, first.dtype
         self.model = model
         self.model.eval()
+        self.tokens_encoded = 0  # tokens (after truncation, EOS included) that encode() has embedded
         self.fingerprint = self._fingerprint()
 
     # -- queries -------------------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class HFEmbedder:
         if role == "query":
             texts = [self.format_query(t, instruction) for t in texts]
         ids = self.token_ids(texts) if len(texts) else []
+        self.tokens_encoded += sum(len(x) for x in ids)  # for throughput reports: nothing tokenized twice
         order = np.argsort([-len(x) for x in ids], kind="stable")  # length-sorted batches pad least
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         with Progress(disable=not show_progress, transient=True) as progress:
