@@ -74,7 +74,8 @@ def test_optional_packages_are_imported_lazily(package):
 
 def test_rules_see_every_part():
     """The walk finds the packages the rules name, so a rule can never pass for want of files."""
-    assert {"tasks", "generate", "data", "train", "encode", "evaluate", "model", "pipeline", "cli"} <= PARTS
+    assert {"tasks", "formats", "generate", "data", "train", "encode", "evaluate", "model", "pipeline",
+            "cli"} <= PARTS
     assert graph.edges()["cli", "pipeline"] >= 1
 
 

@@ -8,7 +8,7 @@ import sqlite3
 
 from synthembed.data.merge import merge_examples
 from synthembed.data.pairs import read_pairs
-from synthembed.generate.plan import content_hash
+from synthembed.formats.examples import content_hash
 from synthembed.generate.run import run_generate
 from synthembed.tasks.families import FAMILIES
 from synthembed.testing.replay_server import ReplayServer

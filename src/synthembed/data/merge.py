@@ -12,8 +12,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from synthembed.data.examples import examples_file, read_examples
-from synthembed.generate.plan import content_hash
+from synthembed.data.examples import read_examples
+from synthembed.formats.examples import content_hash, examples_file
 from synthembed.tasks.families import FAMILIES
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthembed.data.examples import DataError, read_jsonl
+from synthembed.formats.jsonl import DataError, read_jsonl
 from synthembed.evaluate.data import RetrievalData, require_text
 
 

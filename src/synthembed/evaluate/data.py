@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthembed.data.examples import DataError, read_jsonl
+from synthembed.formats.jsonl import DataError, read_jsonl
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import re
 from urllib.parse import urlsplit
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz, process
 
 from synthembed.config import ConfigError, GenerateConfig
+from synthembed.formats.examples import normalize
 from synthembed.generate.backends.base import ChatRequest
 from synthembed.tasks.families import FAMILIES, Family, sample_params
 from synthembed.tasks.languages import XLMR_LANGUAGES, default_weights
@@ -169,15 +169,6 @@ def _plan_item(cfg, family: Family, index: int, tasks, languages, weights) -> It
     request = ChatRequest(prompt, cfg.temperature, cfg.top_p, cfg.max_tokens, seed, json_object=cfg.json_mode,
                           json_keys=family.keys if cfg.json_mode else None)
     return Item(f"{family.name}-{index:06d}", family.name, task, params, request)
-
-
-def normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
-def content_hash(family: str, output: dict, keys: Sequence[str]) -> str:
-    joined = "\x1f".join([family, *(normalize(str(output.get(k, ""))) for k in keys)])
-    return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
 def _derive_seed(*parts) -> int:

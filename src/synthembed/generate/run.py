@@ -20,7 +20,8 @@ from synthembed.generate.card import write_card
 from synthembed.generate.dispatch import Budget, Dispatcher, Job, Paid
 from synthembed.generate.ledger import Ledger
 from synthembed.generate.parse import ParseError, extract_json_object
-from synthembed.generate.plan import Item, check_options, content_hash, example_id, plan_items, planned_count
+from synthembed.formats.examples import content_hash
+from synthembed.generate.plan import Item, check_options, example_id, plan_items, planned_count
 from synthembed.generate.progress import RunProgress
 from synthembed.generate.validate import check
 from synthembed.tasks.families import FAMILIES
