@@ -12,6 +12,7 @@ import pytest
 
 from synthembed.evaluate import passkey
 from synthembed.model.embedder import HFEmbedder
+from synthembed.model.rope import with_rope_theta
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
 
 
@@ -97,7 +98,7 @@ def test_evaluate_with_perfect_embedder_scores_one(embedder):
 
 
 def test_with_rope_theta(decoder_path, tmp_path):
-    new = passkey.with_rope_theta(decoder_path, 1e5, tmp_path / "theta")
+    new = with_rope_theta(decoder_path, 1e5, tmp_path / "theta")
     config = json.loads((new / "config.json").read_text())
     assert config["rope_parameters"]["rope_theta"] == 1e5
     assert json.loads((decoder_path / "config.json").read_text())["rope_parameters"]["rope_theta"] == 1e4
@@ -110,7 +111,16 @@ def test_with_rope_theta(decoder_path, tmp_path):
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "config.json").write_text(json.dumps({"model_type": "mistral", "rope_theta": 1e4}))
-    assert json.loads((passkey.with_rope_theta(legacy, 1e6) / "config.json").read_text())["rope_theta"] == 1e6
+    assert json.loads((with_rope_theta(legacy, 1e6) / "config.json").read_text())["rope_theta"] == 1e6
+
+
+def test_training_takes_the_rope_base(decoder_path, tmp_path):
+    from synthembed.train.config import TrainConfig
+    from synthembed.train.model import build_embedder
+
+    cfg = TrainConfig(model=str(decoder_path), output_dir=tmp_path / "run", rope_theta=1e5, lora=None,
+                      mixed_precision="no")
+    assert build_embedder(cfg).model.config.rope_parameters["rope_theta"] == 1e5
 
 
 # -- mteb --------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ def resolve_backbone(name: str) -> Path | str:
 def build_embedder(cfg: TrainConfig) -> HFEmbedder:
     path = resolve_backbone(cfg.model)
     if cfg.rope_theta:
-        from synthembed.evaluate.passkey import with_rope_theta
+        from synthembed.model.rope import with_rope_theta
 
         path = with_rope_theta(path, cfg.rope_theta)
     # LoRA under bf16 mixed precision: the frozen backbone is held in bf16 (half the memory, no per-forward weight
