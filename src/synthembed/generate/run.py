@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthembed.config import GenerateConfig
+from synthembed.formats.examples import content_hash
 from synthembed.generate.backends.base import Backend, BackendError, Completion
 from synthembed.generate.brainstorm import brainstorm, read_task_pool, screen_pool
 from synthembed.generate.card import write_card
 from synthembed.generate.dispatch import Budget, Dispatcher, Job, Paid
 from synthembed.generate.ledger import Ledger
 from synthembed.generate.parse import ParseError, extract_json_object
-from synthembed.formats.examples import content_hash
 from synthembed.generate.plan import Item, check_options, example_id, plan_items, planned_count
 from synthembed.generate.progress import RunProgress
 from synthembed.generate.validate import check
