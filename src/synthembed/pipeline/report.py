@@ -62,7 +62,8 @@ def per_query_ndcg(embedder, beir_dir: Path, k: int = 10, cache=None) -> dict[st
     data = load_beir(beir_dir, "test")
     qrels = {q: docs for q, docs in data.qrels.items() if docs}
     query_ids, doc_ids = [q for q in data.queries if q in qrels], list(data.corpus)
-    queries = embed(embedder, [data.queries[q] for q in query_ids], "query", None, cache=cache)  # (nq, dim)
+    # "": the queries are formatted already (None would add the model's saved query prompt), as run_tasks does
+    queries = embed(embedder, [data.queries[q] for q in query_ids], "query", "", cache=cache)  # (nq, dim)
     docs = embed(embedder, [document_text(*data.corpus[d]) for d in doc_ids], "document", None, cache=cache)
     scores, index = top_k(queries, docs, min(k, len(doc_ids)))  # (nq, k)
     run = {q: {doc_ids[j]: float(s) for s, j in zip(scores[row], index[row])} for row, q in enumerate(query_ids)}
