@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from synthembed.config import GenerateConfig
-from synthembed.data.examples import DataError
+from synthembed.formats.jsonl import DataError
 from synthembed.data.pairs import read_pairs
-from synthembed.data.refine.consistency import run_filter
-from synthembed.data.refine.mine import MineConfig, run_mine
-from synthembed.data.refine.relabel import RelabelConfig, run_relabel
+from synthembed.refine.consistency import run_filter
+from synthembed.refine.mine import MineConfig, run_mine
+from synthembed.refine.relabel import RelabelConfig, parse_judgment, run_relabel
 from synthembed.testing.replay_data import SENTENCES
 from synthembed.testing.replay_server import ReplayServer
 from tests.conftest import write_rows
@@ -183,6 +183,19 @@ def test_relabel_budget_stop_leaves_rows_pending_then_resumes(tmp_path):
         assert len(server.log()) == 12  # the second run asked only what the first had not
     assert done["pending_rows"] == 0 and done["kept"] == 2
     assert done["requests"]["from_ledger"] == first["requests"]["sent"]
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ('{"reason": "names the place", "score": 3}', (3, "names the place")),
+    ('Sure: {"reason": "r", "score": "2"}', (2, "r")),  # local backends write every value as a string
+    ('{"reason": "r", "score": 2.0}', (2, "r")),
+    ('{"reason": "r", "score": "high"}', (None, "unparsable: score 'high' is no number")),
+    ('{"reason": "r", "score": 5}', (None, "unparsable: score 5 is not 0, 1, 2 or 3")),
+    ('{"reason": "r"}', (None, "unparsable: score None is no number")),
+    ("", (None, "unparsable: empty")),
+])
+def test_parse_judgment(reply, expected):
+    assert parse_judgment(reply) == expected
 
 
 @pytest.mark.parametrize("rows, message", [

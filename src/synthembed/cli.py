@@ -352,8 +352,8 @@ def mine(
     """Hard negatives for each query from the pool of all documents, ranked by an embedder, positive-aware."""
 
     def run() -> None:
-        from synthembed.data.refine.mine import MineConfig, run_mine
-        from synthembed.data.refine.source import read_rows
+        from synthembed.refine.mine import MineConfig, run_mine
+        from synthembed.refine.source import read_rows
 
         cfg = MineConfig(negatives, depth, max_ratio, margin, keep_existing, search)
         read_rows(inputs)  # a bad row fails now, not after loading the model
@@ -361,7 +361,7 @@ def mine(
         card = run_mine(inputs, embedder, output, cfg, cache_root, pool, batch_size, not quiet)
         console.print(f"{card['rows']} rows, {card['negatives_written']} negatives "
                       f"({card['candidates_dropped_as_false_negatives']} candidates dropped as likely false "
-                      f"negatives); wrote {output / 'examples.jsonl'} and {output / 'data_card.md'}")
+                      f"negatives); wrote {output / 'examples.jsonl'} and {output / 'data_card.md'}", soft_wrap=True)
 
     _guard(run)
 
@@ -378,8 +378,8 @@ def filter_(
     """Drop examples an embedder disagrees with; rejected rows and reasons go to rejected.jsonl."""
 
     def run() -> None:
-        from synthembed.data.refine.consistency import run_filter
-        from synthembed.data.refine.source import read_rows
+        from synthembed.refine.consistency import run_filter
+        from synthembed.refine.source import read_rows
 
         if not consistency:
             raise ValueError("choose a filter: --consistency")
@@ -387,7 +387,7 @@ def filter_(
         embedder, cache_root = _refine_setup(model, max_length, dtype, threads, device, cache)
         card = run_filter(inputs, embedder, output, top_k, cache_root, pool, batch_size, search, not quiet)
         console.print(f"kept {card['kept']} of {card['rows']} rows; wrote {output / 'examples.jsonl'}, "
-                      f"{output / 'rejected.jsonl'} and {output / 'data_card.md'}")
+                      f"{output / 'rejected.jsonl'} and {output / 'data_card.md'}", soft_wrap=True)
 
     _guard(run)
 
@@ -411,8 +411,8 @@ def relabel(
     the hard negative. Judgments go through a ledger (output/ledger.sqlite): a rerun pays nothing twice."""
 
     def run() -> None:
-        from synthembed.data.refine.relabel import RelabelConfig, run_relabel
-        from synthembed.data.refine.source import read_rows
+        from synthembed.refine.relabel import RelabelConfig, run_relabel
+        from synthembed.refine.source import read_rows
 
         flags = {"backend": backend, "model": llm, "base_url": base_url, "max_cost": max_cost,
                  "concurrency": concurrency}
@@ -424,7 +424,7 @@ def relabel(
         card = run_relabel(inputs, embedder, output, gen, cfg, cache_root, pool, batch_size, show_progress=not quiet)
         console.print(f"kept {card['kept']} of {card['rows']} rows ({card['positive_changed']} with a new positive); "
                       f"{card['requests'].get('sent', 0)} requests sent, cost ${card['cost_usd']:.4f}; "
-                      f"wrote {output / 'examples.jsonl'} and {output / 'data_card.md'}")
+                      f"wrote {output / 'examples.jsonl'} and {output / 'data_card.md'}", soft_wrap=True)
         if card["stopped"] == "interrupted":
             console.print("interrupted; rerun the same command to resume")
             raise typer.Exit(130)

@@ -5,16 +5,17 @@ layout the trainer reads, and the data card."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from synthembed.data.examples import DataError, examples_file, read_jsonl
-from synthembed.data.pairs import TrainPair, _reason, pair_from_generated, pair_from_labeled
+from synthembed.data.pairs import TrainPair, pair_from_generated, pair_from_labeled
 from synthembed.evaluate.cache import EmbeddingCache, embed
 from synthembed.evaluate.search import top_k
-from synthembed.generate.run import _jsonl, _write_atomic
+from synthembed.formats.examples import examples_file
+from synthembed.formats.jsonl import DataError, read_jsonl
 from synthembed.model.protocol import Embedder
 
 
@@ -52,7 +53,8 @@ def read_rows(inputs: list[Path]) -> list[Row]:
                     pair = pair_from_labeled(raw, file.stem)
                     positives = list(raw["pos"])
             except (KeyError, ValueError, TypeError) as err:
-                raise DataError(f"{file}:{line}: {_reason(err)}") from None
+                reason = f"field {err.args[0]!r} is missing" if isinstance(err, KeyError) else str(err)
+                raise DataError(f"{file}:{line}: {reason}") from None
             rows.append(Row(file, line, raw, pair, positives))
     if not rows:
         raise DataError(f"{', '.join(map(str, inputs))}: no rows")
@@ -191,7 +193,15 @@ def labeled_row(row: Row, positives: list[str], negatives: list[str], **extra) -
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
-    _write_atomic(path, _jsonl(rows))
+    return _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    """Written aside, then swapped in: a run killed midway leaves the previous file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
@@ -206,6 +216,6 @@ def write_card(out: Path, title: str, data: dict) -> dict:
             rows = "\n".join(f"| {k} | {v} |" for k, v in value.items()) or "| (none) | |"
             tables.append(f"## {key}\n\n| | |\n|---|---:|\n{rows}\n")
         else:
-            lines.append(f"| {key} | {value} |")
+            lines.append(f"| {key} | {', '.join(map(str, value)) if isinstance(value, list) else value} |")
     _write_atomic(out / "data_card.md", "\n".join(lines) + "\n\n" + "\n".join(tables))
     return data

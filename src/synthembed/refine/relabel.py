@@ -11,20 +11,21 @@ budget stop, an interrupt) are left out and finished by the next run.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from synthembed.config import GenerateConfig
-from synthembed.data.refine.source import (Hits, Pool, Row, Vectors, labeled_row, read_pool_texts, read_rows,
-                                           retrieve, write_card, write_rows)
 from synthembed.generate.backends.base import Backend, BackendError, ChatRequest, Completion
 from synthembed.generate.dispatch import Budget, Dispatcher, Job, Paid
 from synthembed.generate.ledger import Ledger
 from synthembed.generate.parse import ParseError, extract_json_object
-from synthembed.generate.run import _interrupts_to, make_backend
+from synthembed.generate.run import make_backend
 from synthembed.model.protocol import Embedder
+from synthembed.refine.source import (Hits, Pool, Row, Vectors, labeled_row, read_pool_texts, read_rows, retrieve,
+                                      write_card, write_rows)
 
 JUDGE_KEYS = ("reason", "score")  # reason first: the model explains before it scores
 MAX_SCORE = 3
@@ -54,11 +55,12 @@ class RelabelConfig:
                              f"{self.max_negative_score} and {self.min_positive_score}")
 
 
-def judge_request(row: Row, document: str, cfg: RelabelConfig, seed: int) -> ChatRequest:
+def judge_request(row: Row, document: str, cfg: RelabelConfig, gen: GenerateConfig) -> ChatRequest:
+    """Greedy (temperature 0: a judgment, not a sample), with the generation seed and JSON-mode setting."""
     prompt = JUDGE_PROMPT.format(task=row.pair.instruction or "retrieve relevant documents",
                                  query=row.pair.query, document=document)
-    return ChatRequest(prompt, temperature=0.0, max_tokens=cfg.max_tokens, seed=seed, json_object=True,
-                       json_keys=JUDGE_KEYS)
+    return ChatRequest(prompt, temperature=0.0, max_tokens=cfg.max_tokens, seed=gen.seed,
+                       json_object=gen.json_mode, json_keys=JUDGE_KEYS)
 
 
 def parse_judgment(text: str) -> tuple[int | None, str]:
@@ -123,7 +125,7 @@ def decide(row: Row, cands: list[Candidate], cfg: RelabelConfig, outcome: Outcom
 
 
 async def judge_all(rows: list[Row], cands: list[list[Candidate]], dispatcher: Dispatcher, ledger: Ledger,
-                    cfg: RelabelConfig, seed: int) -> Counter:
+                    cfg: RelabelConfig, gen: GenerateConfig) -> Counter:
     """Fill in each candidate's LLM score; returns counts of requests by how they were answered."""
     counts = Counter()
 
@@ -139,7 +141,7 @@ async def judge_all(rows: list[Row], cands: list[list[Candidate]], dispatcher: D
             counts["failed"] += 1
             cand.reason = f"request_failed: {err}"
 
-        return Job(judge_request(row, cand.text, cfg, seed), answered, failed)
+        return Job(judge_request(row, cand.text, cfg, gen), answered, failed)
 
     await dispatcher.run(job(row, c) for row, cs in zip(rows, cands) for c in cs)
     return counts
@@ -155,10 +157,15 @@ def relabel(rows: list[Row], vectors: Vectors, gen: GenerateConfig, cfg: Relabel
     dispatcher = Dispatcher(backend, ledger, budget, grace_s=gen.timeout_s)
 
     async def go() -> Counter:
+        loop = asyncio.get_running_loop()
+        try:  # Ctrl-C stops sending and records the replies in flight, as in generate
+            loop.add_signal_handler(signal.SIGINT, dispatcher.interrupt)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
         try:
-            with _interrupts_to(dispatcher):
-                return await judge_all(rows, cands, dispatcher, ledger, cfg, gen.seed)
+            return await judge_all(rows, cands, dispatcher, ledger, cfg, gen)
         finally:
+            loop.remove_signal_handler(signal.SIGINT)
             await backend.aclose()
 
     requests = asyncio.run(go())

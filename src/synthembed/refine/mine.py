@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synthembed.data.refine.source import (Hits, Pool, Row, Vectors, labeled_row, read_pool_texts, read_rows,
-                                           retrieve, write_card, write_rows)
 from synthembed.model.protocol import Embedder
+from synthembed.refine.source import (Hits, Pool, Row, Vectors, labeled_row, read_pool_texts, read_rows, retrieve,
+                                      write_card, write_rows)
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from synthembed.data.refine.source import (Hits, Pool, Row, Vectors, read_pool_texts, read_rows, retrieve,
-                                           write_card, write_rows)
 from synthembed.model.protocol import Embedder
+from synthembed.refine.source import (Hits, Pool, Row, Vectors, read_pool_texts, read_rows, retrieve, write_card,
+                                      write_rows)
 
 
 def verdict(hits: Hits, k: int) -> str | None:
