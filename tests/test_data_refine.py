@@ -141,8 +141,8 @@ def test_filter_consistency_keeps_exactly_the_consistent_rows(tmp_path):
 
 
 def judged(tmp_path, server, **kw):
-    gen = GenerateConfig(backend="openai", model="replay", base_url=server.base_url, timeout_s=5, max_retries=2,
-                         price={"input": 1.0, "output": 2.0}, **kw)
+    gen = GenerateConfig(**{"backend": "openai", "model": "replay", "base_url": server.base_url, "timeout_s": 5,
+                            "max_retries": 2, "price": {"input": 1.0, "output": 2.0}, **kw})
     rows = [{"query": "library opens nine morning", "pos": [ENGLISH[8]], "neg": [], "prompt": "Find the sentence."},
             {"query": "solar panels school roof electricity", "pos": [ENGLISH[10]], "neg": [],
              "prompt": "Find the sentence."},
@@ -183,6 +183,15 @@ def test_relabel_budget_stop_leaves_rows_pending_then_resumes(tmp_path):
         assert len(server.log()) == 12  # the second run asked only what the first had not
     assert done["pending_rows"] == 0 and done["kept"] == 2
     assert done["requests"]["from_ledger"] == first["requests"]["sent"]
+
+
+def test_relabel_failed_requests_are_asked_again(tmp_path):
+    with ReplayServer(script={1: "500", 2: "500"}) as server:
+        first = judged(tmp_path, server, max_retries=0)
+        second = judged(tmp_path, server, max_retries=0)
+        assert len(server.log()) == 12 + 2  # the two failed judgments, and nothing else, asked twice
+    assert first["requests"]["failed"] == 2 and first["pending_rows"] >= 1
+    assert second["requests"]["sent"] == 2 and second["pending_rows"] == 0 and second["kept"] == 2
 
 
 @pytest.mark.parametrize("reply, expected", [
