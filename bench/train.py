@@ -86,7 +86,7 @@ def prepare(spec: dict):
             if not getattr(ours, "autocast", False):
                 autocast_forward(ours.model)
                 ours.autocast = True
-            tokenize = tokenizer_for(ours, L, L, cfg.pad_to_multiple_of)
+            tokenize = tokenizer_for(ours, L, L, cfg.pad_to_multiple_of or 1)
             model = ours.model
 
             def run(batch):
@@ -224,7 +224,7 @@ def part1(args, common: dict, lines: list[str]) -> None:
             alone = {}
             if model in args.isolated.split(","):
                 for k in keys:
-                    alone[k] = launch({**spec, "configs": [CONFIGS[k]]})
+                    alone[k] = launch({**spec, "warmup": 1, "steps": 1, "configs": [CONFIGS[k]]})  # peak memory only
             rate = {k: summary(args.batch_size, r["times"])[0] for k, r in res.items()}
             for k, r in res.items():
                 ratio = f"{rate[k] / rate[BASELINE[k]]:.2f}x" if BASELINE.get(k) in rate else "—"

@@ -6,7 +6,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModel
 
 from synthembed.testing.tiny import tiny_decoder
-from synthembed.train.lora import DropoutLinear, LoraA, draw_keep, fuse_lora_dropout
+from synthembed.train.dropout import Dropout, draw_keep, replace_dropout
+from synthembed.train.lora import DropoutLinear, LoraA, fuse_lora_dropout
 
 
 def test_dropout_linear_matches_autograd_reference():
@@ -117,3 +118,36 @@ def test_eval_mode_is_plain_lora(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(fused(input_ids=ids).last_hidden_state, peft_model(input_ids=ids).last_hidden_state)
     assert fused.state_dict().keys() == peft_model.state_dict().keys()  # adapters save and merge as before
+
+
+def test_dropout_module_matches_torch_math_for_the_same_mask():
+    x = torch.randn(4, 7, 16, requires_grad=True)
+    torch.manual_seed(3)
+    y = Dropout(0.3).train()(x)
+    torch.manual_seed(3)
+    keep = draw_keep(x, 0.3)  # the mask the module drew
+    g = torch.randn_like(y)
+    (gx,) = torch.autograd.grad((y * g).sum(), x)
+    torch.testing.assert_close(y, x.detach() * keep / 0.7)
+    torch.testing.assert_close(gx, g * keep / 0.7)
+    assert Dropout(0.3).eval()(x) is x
+
+
+def test_replace_dropout_swaps_an_encoders_dropout(tmp_path):
+    from synthembed.testing.tiny import tiny_encoder
+
+    model = AutoModel.from_pretrained(tiny_encoder(tmp_path / "enc"))
+    for m in model.modules():  # BERT's usual 0.1 everywhere
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.1
+    ids = torch.randint(5, 90, (2, 9))
+    before = model.eval()(input_ids=ids).last_hidden_state
+    assert replace_dropout(model) > 0
+    assert not any(type(m) is torch.nn.Dropout and m.p > 0 for m in model.modules())
+    torch.testing.assert_close(model.eval()(input_ids=ids).last_hidden_state, before)  # eval: no dropout
+    model.train()
+    torch.manual_seed(0)
+    a = model(input_ids=ids).last_hidden_state
+    torch.manual_seed(0)
+    assert torch.equal(model(input_ids=ids).last_hidden_state, a)  # replayable from the RNG state
+    assert not torch.allclose(a, before)

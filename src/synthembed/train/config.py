@@ -35,7 +35,7 @@ class TrainConfig(Strict):
     hard_negatives: int = Field(1, ge=0)  # per query, the first n of its negatives
     query_max_length: int = Field(512, ge=4)
     doc_max_length: int = Field(512, ge=4)
-    pad_to_multiple_of: int = Field(8, ge=1)  # batch lengths rounded up: fewer shapes, tensor-core friendly on GPUs
+    pad_to_multiple_of: int | None = Field(None, ge=1)  # None: 8 on GPUs (tensor cores), 1 on CPUs (no gain measured)
     lora: Lora | None = Field(default_factory=Lora)  # None: full fine-tuning
     tau: float = Field(0.02, gt=0)
     batch_size: int = Field(16, ge=1)  # global: summed over processes

@@ -3,8 +3,8 @@
 peft casts every adapted layer's input to the adapter dtype (fp32) and runs `nn.Dropout` on that copy; on the CPU
 the dropout keeps an fp32 mask and autocast keeps a bf16 copy of the dropped input for backward. With a bf16
 backbone that is two full-size fp32 passes and ~6 bytes saved per input element per adapter (q, k and v each keep
-their own). Here the mask is drawn as bytes, the dropped input is formed in the compute dtype, and backward
-rebuilds it from the layer input (which the graph keeps anyway) and the 1-byte mask.
+their own). Here the mask is drawn fast (train/dropout.py) and kept as 1 byte, and the dropped input is formed
+once, in the compute dtype (2 bytes per element).
 """
 
 from __future__ import annotations
@@ -15,45 +15,32 @@ from functools import partial
 import torch
 from torch import nn
 
+from synthembed.train.dropout import draw_keep, masked
+
 
 class DropoutLinear(torch.autograd.Function):
-    """y = (x * keep / (1 - p)) @ weight.T, saving x and the boolean mask instead of the dropped copy. The scale
-    1 / (1 - p) is applied to the small (r, d) weight rather than to the (tokens, d) input."""
+    """y = (x * keep / (1 - p)) @ weight.T. The scale 1 / (1 - p) is applied to the small (r, d) weight rather
+    than to the (tokens, d) input; backward reuses the dropped input and the 1-byte mask."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, keep: torch.Tensor, scale: float,
                 dtype: torch.dtype) -> torch.Tensor:
-        ctx.save_for_backward(x, weight, keep)
-        ctx.scale, ctx.dtype = scale, dtype
-        return _masked(x.to(dtype), keep) @ (weight * scale).to(dtype).T  # (tokens, r)
+        dropped = masked(x.to(dtype), keep)  # (tokens, d)
+        ctx.save_for_backward(dropped, weight, keep)
+        ctx.scale, ctx.dtype, ctx.x_dtype = scale, dtype, x.dtype
+        return dropped @ (weight * scale).to(dtype).T  # (tokens, r)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, weight, keep = ctx.saved_tensors
+        dropped, weight, keep = ctx.saved_tensors
         grad = grad.to(ctx.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = _masked(grad @ (weight * ctx.scale).to(ctx.dtype), keep).to(x.dtype)
+            grad_x = masked(grad @ (weight * ctx.scale).to(ctx.dtype), keep).to(ctx.x_dtype)
         if ctx.needs_input_grad[1]:
             flat = grad.reshape(-1, grad.shape[-1])  # (tokens, r)
-            dropped = _masked(x.to(ctx.dtype), keep).reshape(flat.shape[0], -1)  # (tokens, d), rebuilt, not saved
-            grad_w = (flat.T @ dropped).to(weight.dtype) * ctx.scale
+            grad_w = (flat.T @ dropped.reshape(flat.shape[0], -1)).to(weight.dtype) * ctx.scale
         return grad_x, grad_w, None, None, None
-
-
-def _masked(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    return torch.where(keep, x, 0)  # one pass; x * keep would first cast the mask to x's dtype
-
-
-def draw_keep(x: torch.Tensor, p: float) -> torch.Tensor:
-    """A Bernoulli(1 - p) mask of x's shape, as bool, from the global RNG (so gradient checkpointing and the
-    gradient cache replay it). torch's bernoulli_ draws ~0.2 G values/s on a CPU core pair, which made dropout 40%
-    of a LoRA step; here each element takes 15 bits of a 64-bit random word (4 elements per word, 2x faster),
-    so p is exact to 2^-15 (0.1 -> 0.100006)."""
-    n = x.numel()
-    words = torch.empty(-(-n // 4), dtype=torch.int64, device=x.device).random_()  # 63 random bits each
-    bits = words.view(torch.int16)[:n].bitwise_and_(0x7FFF)  # the top bit of every 4th int16 is always 0
-    return (bits >= round(p * 2**15)).view(x.shape)
 
 
 class LoraA(nn.Linear):

@@ -11,6 +11,7 @@ from transformers import AutoModel
 
 from synthembed.model.embedder import QUERY_TEMPLATE, HFEmbedder
 from synthembed.train.config import TrainConfig
+from synthembed.train.dropout import replace_dropout
 from synthembed.train.lora import fuse_lora_dropout
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def build_embedder(cfg: TrainConfig) -> HFEmbedder:
                           target_modules=cfg.lora.target_modules, task_type="FEATURE_EXTRACTION")
         backbone = get_peft_model(backbone, lora, autocast_adapter_dtype=True)  # adapters in fp32
         fuse_lora_dropout(backbone)
+    replace_dropout(backbone)  # an encoder's own hidden dropout: same math, cheaper (train/dropout.py)
     trainable = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
     total = sum(p.numel() for p in backbone.parameters())
     log.info("%s: %d of %d parameters trainable (%.2f%%)", cfg.model, trainable, total, 100 * trainable / total)
