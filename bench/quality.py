@@ -23,11 +23,11 @@ from pathlib import Path
 
 from suite import DATA, quick_suite, shared_suite, summarize
 
-from synthembed.data.examples import write_jsonl
 from synthembed.data.labeled import from_beir, from_classification, from_sts
-from synthembed.evaluate.data import load_classification, load_sts
-from synthembed.evaluate.instructions import instruction_for
 from synthembed.evaluate.run import EvaluateConfig, run_tasks
+from synthembed.formats.datasets import load_classification, load_sts
+from synthembed.formats.instructions import instruction_for
+from synthembed.formats.jsonl import write_jsonl
 
 OUT = Path(__file__).resolve().parent / "out" / "quality"
 RESULTS = Path(__file__).resolve().parent / "results"

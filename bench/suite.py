@@ -22,8 +22,8 @@ from pathlib import Path
 from statistics import mean
 
 from synthembed.evaluate.run import LOADERS, EvaluateConfig, TaskSpec, run_tasks
+from synthembed.formats.offline import cache_dir
 from synthembed.model.load import load_embedder
-from synthembed.model.offline import cache_dir
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # XQuAD paragraphs are Wikipedia's: the paper's instruction for MIRACL (Wikipedia passage retrieval)

@@ -66,8 +66,8 @@ def autocast_forward(module: torch.nn.Module) -> None:
 def prepare(spec: dict):
     """The batches of a run, and a factory of step functions per configuration."""
     from synthembed.data.pairs import read_pairs
+    from synthembed.train.backbone import build_embedder
     from synthembed.train.config import TrainConfig
-    from synthembed.train.model import build_embedder
     from synthembed.train.step import make_batch, step, tokenizer_for
 
     torch.set_num_threads(spec["threads"])

@@ -28,9 +28,6 @@ FORBIDDEN = {
     "model": {"data", "generate", "train", "encode", "evaluate"},  # the backbone knows no stage that uses it
     "encode": {"train", "evaluate", "generate"},
 }
-# rules that do not hold yet: each is fixed by a move still to come (xfail strict: passing early fails too)
-PENDING = {"data", "generate"}
-_PENDING = pytest.mark.xfail(strict=True, reason="a move still to come")
 # imported only inside functions: test-only extras and the replay server's client
 LAZY_ONLY = ("mteb", "httpx")
 
@@ -43,7 +40,7 @@ def _source(imp) -> str:
     return graph.part_of(graph.module_name(imp.path))
 
 
-@pytest.mark.parametrize("part", [pytest.param(p, marks=_PENDING) if p in PENDING else p for p in sorted(FORBIDDEN)])
+@pytest.mark.parametrize("part", sorted(FORBIDDEN))
 def test_part_imports_no_later_stage(part):
     wrong = [_where(i) for i in IMPORTS if _source(i) == part and graph.part_of(i.module) in FORBIDDEN[part]]
     assert not wrong, f"{part} must not import {sorted(FORBIDDEN[part])}:\n" + "\n".join(wrong)
@@ -55,13 +52,11 @@ def test_only_cli_imports_pipeline_or_cli():
     assert not wrong, "\n".join(wrong)
 
 
-@_PENDING
 def test_no_cycles_between_packages_or_modules():
     assert graph.cycles(graph.edges()) == []
     assert graph.cycles(graph.edges(modules=True)) == []
 
 
-@_PENDING
 def test_no_private_names_taken_from_other_modules():
     wrong = [f"{_where(i)}: {n}" for i in IMPORTS if i.module.startswith("synthembed")
              for n in i.names if n.startswith("_")]

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from synthembed.cli import app
 from synthembed.config import ConfigError, GenerateConfig, load_config, parse_overrides
 from synthembed.data.contamination import contamination_report
-from synthembed.data.examples import DataError
 from synthembed.data.merge import merge_examples
+from synthembed.formats.jsonl import DataError
 from synthembed.generate.plan import dedupe_tasks, family_counts, plan_items
 from tests.conftest import DATA, need
 

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from synthembed.data.examples import DataError
 from synthembed.encode.encode import InputError, encode_file
+from synthembed.formats.jsonl import DataError
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder
 

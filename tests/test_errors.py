@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from synthembed.cli import app
 from synthembed.config import SECTIONS, ConfigError, GenerateConfig, load_config, parse_overrides
-from synthembed.data.examples import DataError
 from synthembed.data.pairs import read_pairs
-from synthembed.evaluate.beir import load_beir
+from synthembed.formats.beir import load_beir
+from synthembed.formats.jsonl import DataError
 from synthembed.pipeline.run import PipelineConfig
 from synthembed.train.config import TrainConfig
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from synthembed.evaluate import classification, retrieval, sts
-from synthembed.evaluate.beir import load_beir
-from synthembed.evaluate.data import load_classification, load_sts
-from synthembed.evaluate.instructions import instruction_for
+from synthembed.formats.beir import load_beir
+from synthembed.formats.datasets import load_classification, load_sts
+from synthembed.formats.instructions import instruction_for
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -34,7 +34,7 @@ def minilm():
 
 @pytest.fixture(scope="module")
 def vectors_cache() -> Path:
-    from synthembed.model.offline import cache_dir
+    from synthembed.formats.offline import cache_dir
 
     return cache_dir() / "evaluate" / "embeddings"
 

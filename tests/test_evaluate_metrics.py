@@ -13,13 +13,13 @@ import pytrec_eval
 from scipy.stats import pearsonr, spearmanr
 
 from synthembed.evaluate import bitext, classification, clustering, pair_classification, reranking, retrieval, sts
-from synthembed.evaluate.beir import load_beir
 from synthembed.evaluate.cache import EmbeddingCache
-from synthembed.evaluate.data import (BitextData, ClassificationData, ClusteringData, DataError, LabeledTexts,
-                                      PairData, RerankingData, RetrievalData, STSData, load_bitext,
-                                      load_classification, load_clustering, load_pairs, load_reranking, load_sts)
-from synthembed.evaluate.instructions import instruction_for
 from synthembed.evaluate.search import top_k
+from synthembed.formats.beir import load_beir
+from synthembed.formats.datasets import (BitextData, ClassificationData, ClusteringData, DataError, LabeledTexts,
+                                         PairData, RerankingData, RetrievalData, STSData, load_bitext,
+                                         load_classification, load_clustering, load_pairs, load_reranking, load_sts)
+from synthembed.formats.instructions import instruction_for
 
 
 class HashEmbedder:

@@ -20,8 +20,8 @@ from mteb.models.model_implementations.random_baseline import random_encoder_bas
 from mteb.similarity_functions import cos_sim, pairwise_cos_sim  # noqa: E402
 
 from synthembed.evaluate import bitext, classification, clustering, pair_classification, reranking, retrieval, sts
-from synthembed.evaluate.data import (BitextData, ClassificationData, ClusteringData, LabeledTexts, PairData,
-                                      RerankingData, RetrievalData, STSData)
+from synthembed.formats.datasets import (BitextData, ClassificationData, ClusteringData, LabeledTexts, PairData,
+                                         RerankingData, RetrievalData, STSData)
 
 
 class TextHash:

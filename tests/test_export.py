@@ -17,9 +17,9 @@ from synthembed.encode.server import create_app
 from synthembed.evaluate.cache import text_key
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
+from synthembed.train.backbone import build_embedder
 from synthembed.train.config import TrainConfig
 from synthembed.train.export import export
-from synthembed.train.model import build_embedder
 from tests.test_serve import running
 
 QUERIES = ["how do vaccines work", "capital of france"]

@@ -115,8 +115,8 @@ def test_with_rope_theta(decoder_path, tmp_path):
 
 
 def test_training_takes_the_rope_base(decoder_path, tmp_path):
+    from synthembed.train.backbone import build_embedder
     from synthembed.train.config import TrainConfig
-    from synthembed.train.model import build_embedder
 
     cfg = TrainConfig(model=str(decoder_path), output_dir=tmp_path / "run", rope_theta=1e5, lora=None,
                       mixed_precision="no")
@@ -168,8 +168,8 @@ def test_mteb_adapter_runs_mock_retrieval_task(offline, tmp_path, decoder_path, 
 def test_mteb_adapter_uses_paper_instruction_for_symmetric_tasks(offline, embedder):
     from mteb.mocks.mock_tasks.sts import MockSTSTask
 
-    from synthembed.evaluate.instructions import instruction_for
     from synthembed.evaluate.mteb_adapter import MtebEncoder
+    from synthembed.formats.instructions import instruction_for
 
     rec = Recorder(embedder)
     task = MockSTSTask()

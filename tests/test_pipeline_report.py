@@ -9,8 +9,8 @@ import pytest
 
 from synthembed.data.holdout import write_beir
 from synthembed.data.pairs import TrainPair
-from synthembed.evaluate.beir import load_beir
 from synthembed.evaluate.retrieval import evaluate
+from synthembed.formats.beir import load_beir
 from synthembed.model.embedder import HFEmbedder
 from synthembed.pipeline.report import PER_QUERY, _lift, bootstrap_interval, per_query_ndcg
 from synthembed.testing.tiny import tiny_decoder

@@ -10,8 +10,8 @@ import torch.multiprocessing as mp
 
 from synthembed.data.pairs import TrainPair
 from synthembed.testing.tiny import tiny_decoder
+from synthembed.train.backbone import build_embedder
 from synthembed.train.config import Lora, TrainConfig
-from synthembed.train.model import build_embedder
 from synthembed.train.step import Batch, make_batch, step, tokenizer_for
 
 PAIRS = [

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from synthembed.data.examples import DataError
 from synthembed.data.mix import epoch_batches
 from synthembed.data.pairs import TrainPair, read_pairs
+from synthembed.formats.jsonl import DataError
 from synthembed.train.loss import info_nce
 from tests.conftest import DATA, need
 
@@ -90,9 +90,9 @@ def test_weighted_mixing_and_single_source_batches_are_deterministic():
 
 
 def test_labeled_rows_from_evaluation_train_splits(tmp_path):
-    from synthembed.data.examples import write_jsonl
     from synthembed.data.labeled import from_beir, from_classification, from_sts
-    from synthembed.evaluate.data import LabeledTexts, STSData
+    from synthembed.formats.datasets import LabeledTexts, STSData
+    from synthembed.formats.jsonl import write_jsonl
 
     need(DATA / "scifact")
     scifact = from_beir(DATA / "scifact", "train", "Given a claim, find documents")
@@ -145,7 +145,7 @@ def test_batch_loss_masks_other_copies_of_a_positive_text():
 def test_sts_and_bitext_documents_get_the_instruction_as_evaluation_gives_it(tmp_path):
     from synthembed.data.holdout import split_holdout
     from synthembed.data.pairs import pair_from_generated, pair_from_labeled
-    from synthembed.evaluate.instructions import instruction_for
+    from synthembed.formats.instructions import instruction_for
     from synthembed.model.embedder import QUERY_TEMPLATE, format_query
     from synthembed.train.step import make_batch
 

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from synthembed.cli import app
 from synthembed.model.embedder import HFEmbedder
 from synthembed.testing.tiny import tiny_decoder, tiny_encoder
+from synthembed.train.backbone import build_embedder
 from synthembed.train.config import TrainConfig
 from synthembed.train.export import export
-from synthembed.train.model import build_embedder
 from synthembed.train.trainer import train
 
 QUERIES = ["how do vaccines work", "capital of france"]

@@ -13,7 +13,7 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from synthembed.config import ConfigError, GenerateConfig, load_config, merge_dicts, parse_overrides
-from synthembed.model.offline import OfflineModelError
+from synthembed.formats.offline import OfflineModelError
 
 app = typer.Typer(help="Turn an open LLM into a text-embedding model with synthetic data.", no_args_is_help=True)
 data_app = typer.Typer(help="Work with generated datasets.", no_args_is_help=True)
@@ -331,7 +331,7 @@ SearchOpt = Annotated[str, typer.Option(help="auto (faiss when installed) | fais
 
 
 def _refine_setup(model: str, max_length: int | None, dtype: str, threads: int | None, device: str, cache: bool):
-    from synthembed.model.offline import cache_dir
+    from synthembed.formats.offline import cache_dir
 
     return (_embedder(model, max_length, dtype, threads, device=device),
             cache_dir() / "evaluate" / "embeddings" if cache else None)

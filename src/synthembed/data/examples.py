@@ -1,5 +1,4 @@
-"""Reading generated examples with errors that name the file, line and field (the JSONL reader and DataError
-live in formats.jsonl)."""
+"""Reading generated examples, checked for their family's keys, with errors that name the file, line and field."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from synthembed.formats.examples import examples_file
-from synthembed.formats.jsonl import DataError, read_jsonl, write_jsonl  # noqa: F401  (until every reader moves)
+from synthembed.formats.jsonl import DataError, read_jsonl
 
 
 def read_examples(path: Path) -> Iterator[tuple[int, dict]]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from synthembed.data.examples import write_jsonl
 from synthembed.data.pairs import TrainPair, read_pairs
-from synthembed.model.embedder import QUERY_TEMPLATE, format_query
+from synthembed.formats.instructions import QUERY_TEMPLATE, format_query
+from synthembed.formats.jsonl import write_jsonl
 
 
 def split_holdout(examples: Path, out: Path, holdout: float, seed: int = 0, min_holdout: int = 2) -> dict:

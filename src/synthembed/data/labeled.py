@@ -7,10 +7,11 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from synthembed.evaluate.beir import load_beir
-from synthembed.evaluate.data import LabeledTexts, STSData
+from synthembed.formats.beir import load_beir
+from synthembed.formats.datasets import LabeledTexts, STSData
+from synthembed.formats.instructions import type_instruction
 
-STS_INSTRUCTION = "Retrieve semantically similar text."
+STS_INSTRUCTION = type_instruction("STS")
 
 
 def from_beir(root: Path, split: str, instruction: str) -> list[dict]:

@@ -13,21 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from synthembed.data.examples import DataError, read_jsonl
+from synthembed.formats.instructions import type_instruction
+from synthembed.formats.jsonl import DataError, read_jsonl
 from synthembed.tasks.families import FAMILIES
 
 log = logging.getLogger(__name__)
 
-SYMMETRIC_INSTRUCTIONS = {"sts": "Retrieve semantically similar text.", "bitext": "Retrieve parallel sentences."}
-# family -> (query key, positive key, hard negative key or None)
-FAMILY_FIELDS = {
-    "short-long": ("user_query", "positive_document", "hard_negative_document"),
-    "long-short": ("input_text", "label", "misleading_label"),
-    "short-short": ("input", "positive_document", None),
-    "long-long": ("input", "positive_document", None),
-    "sts": ("S1", "S2", "S3"),
-    "bitext": ("S1", "S2", "S3"),
-}
+# the fixed instructions of the symmetric families: the paper's STS and bitext instructions
+SYMMETRIC_INSTRUCTIONS = {"sts": type_instruction("STS"), "bitext": type_instruction("BitextMining")}
 SourceKind = Literal["auto", "generated", "labeled"]
 
 
@@ -46,10 +39,11 @@ def pair_from_generated(row: dict) -> TrainPair:
     """One generate row (flat fields, or the raw reply nested under "output") -> a pair. KeyError/ValueError
     name the bad field."""
     family = row["family"]
-    if family not in FAMILY_FIELDS:
+    if family not in FAMILIES:
         raise ValueError(f"field 'family': unknown {family!r}; allowed: {list(FAMILIES)}")
     values = {**row, **row.get("output", {})}
-    query_key, pos_key, neg_key = FAMILY_FIELDS[family]
+    roles = FAMILIES[family]
+    query_key, pos_key, neg_key = roles.query, roles.positive, roles.negative
     instruction = SYMMETRIC_INSTRUCTIONS.get(family) or row.get("task")
     if not instruction:
         raise ValueError("field 'task': an asymmetric example needs its task definition")

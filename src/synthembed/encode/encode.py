@@ -22,7 +22,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from synthembed.data.examples import DataError, read_jsonl
+from synthembed.formats.jsonl import DataError, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Evaluation of an Embedder the way MTEB 2 scores it: one module per task type, each with
 `evaluate(embedder, data, instruction, **options) -> {"main_score": ..., <metric>: ...}` (fractions 0..1),
-loaders in `data` (BEIR directories in `beir`), exact search in `search`, an on-disk embedding cache in
-`cache`, the paper's per-task instructions in `instructions`.
+exact search in `search`, an on-disk embedding cache in `cache`. The data sets' loaders (`formats.datasets`,
+BEIR directories in `formats.beir`) and the paper's per-task instructions (`formats.instructions`) are shared
+with training and live in `formats`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import BitextData
 from synthembed.evaluate.search import top_k
+from synthembed.formats.datasets import BitextData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "f1"

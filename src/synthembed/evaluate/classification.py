@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, precision_score, recall_score
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import ClassificationData
+from synthembed.formats.datasets import ClassificationData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "accuracy"

@@ -20,7 +20,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics.cluster import adjusted_mutual_info_score, v_measure_score
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import ClusteringData
+from synthembed.formats.datasets import ClusteringData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "v_measure"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from synthembed.evaluate.instructions import instruction_for
+from synthembed.formats.instructions import instruction_for
 from synthembed.model.protocol import Embedder
 
 

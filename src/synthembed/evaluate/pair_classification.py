@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import PairData
+from synthembed.formats.datasets import PairData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "max_ap"

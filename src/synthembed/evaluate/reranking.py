@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import RerankingData
 from synthembed.evaluate.retrieval import K_VALUES, ranking_scores
 from synthembed.evaluate.search import normalize as unit_rows
+from synthembed.formats.datasets import RerankingData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "map_at_1000"

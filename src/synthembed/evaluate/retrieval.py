@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 import pytrec_eval
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import RetrievalData
 from synthembed.evaluate.search import top_k
+from synthembed.formats.datasets import RetrievalData
 from synthembed.model.protocol import Embedder
 
 K_VALUES = (1, 3, 5, 10, 20, 100, 1000)

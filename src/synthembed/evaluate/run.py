@@ -12,12 +12,12 @@ from pydantic import Field
 
 from synthembed.config import ConfigError, Strict
 from synthembed.evaluate import evaluator
-from synthembed.evaluate.beir import load_beir
 from synthembed.evaluate.cache import EmbeddingCache
-from synthembed.evaluate.data import (DataError, RetrievalData, load_classification, load_clustering, load_pairs,
-                                      load_reranking, load_sts, load_tatoeba)
-from synthembed.evaluate.instructions import instruction_for
-from synthembed.model.offline import cache_dir
+from synthembed.formats.beir import load_beir
+from synthembed.formats.datasets import (DataError, RetrievalData, load_classification, load_clustering, load_pairs,
+                                         load_reranking, load_sts, load_tatoeba)
+from synthembed.formats.instructions import instruction_for
+from synthembed.formats.offline import cache_dir
 
 log = logging.getLogger(__name__)
 

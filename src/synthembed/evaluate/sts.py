@@ -13,7 +13,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics.pairwise import paired_cosine_distances, paired_euclidean_distances, paired_manhattan_distances
 
 from synthembed.evaluate.cache import embed
-from synthembed.evaluate.data import STSData
+from synthembed.formats.datasets import STSData
 from synthembed.model.protocol import Embedder
 
 MAIN_SCORE = "cosine_spearman"

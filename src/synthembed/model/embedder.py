@@ -18,6 +18,7 @@ import torch
 from rich.progress import Progress
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from synthembed.formats.instructions import QUERY_TEMPLATE, format_query
 from synthembed.model.device import Device, Dtype, resolve_device, resolve_dtype
 from synthembed.model.pooling import pool
 from synthembed.model.protocol import Role
@@ -25,13 +26,7 @@ from synthembed.model.protocol import Role
 log = logging.getLogger(__name__)
 
 Pooling = Literal["last", "mean", "cls"]
-QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 NO_INSTRUCTION = "{text}"
-
-
-def format_query(text: str, instruction: str | None, template: str = QUERY_TEMPLATE) -> str:
-    """The paper's query side; without an instruction a query is embedded as it is."""
-    return template.format(instruction=instruction, text=text) if instruction else text
 
 
 class HFEmbedder:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from synthembed.formats.offline import OfflineModelError, cached, gguf_to_hf, smollm2_135m
 from synthembed.model.embedder import HFEmbedder
-from synthembed.model.offline import OfflineModelError, _cached, gguf_to_hf, smollm2_135m
 
 
 def minilm() -> Path:
@@ -25,7 +25,7 @@ def gemma_270m() -> Path:
         with tempfile.TemporaryDirectory(prefix="synthembed-gguf-") as work:
             gguf_to_hf(assemble(Path(work) / "gemma-3-270m.gguf"), out)
 
-    return _cached("gemma-3-270m", build)
+    return cached("gemma-3-270m", build)
 
 
 EMBEDDING_MODELS = {"minilm": minilm, "gemma-270m": gemma_270m, "smollm2-135m": smollm2_135m}

@@ -89,7 +89,7 @@ def _shape(model: str):
     try:
         from transformers import AutoConfig
 
-        from synthembed.train.model import resolve_backbone
+        from synthembed.train.backbone import resolve_backbone
 
         config = AutoConfig.from_pretrained(resolve_backbone(model))
         config = getattr(config, "text_config", None) or config

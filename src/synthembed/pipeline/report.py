@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthembed.pipeline.run import MARK
+from synthembed.pipeline import MARK
 
 HELDOUT = "HeldOut"
 PER_QUERY = Path("per_query") / f"{HELDOUT}.json"  # query id -> nDCG@10, beside an evaluation's task results
@@ -35,8 +35,8 @@ def evaluate_with_per_query(ev, show_progress: bool = True) -> list[dict]:
     nDCG@10 beside its results, for the report's intervals."""
     from synthembed.evaluate.cache import EmbeddingCache
     from synthembed.evaluate.run import run_tasks
+    from synthembed.formats.offline import cache_dir
     from synthembed.model.load import load_embedder
-    from synthembed.model.offline import cache_dir
 
     embedder = load_embedder(ev.model, max_length=ev.max_length, dtype=ev.dtype)
     results = run_tasks(ev, embedder=embedder, show_progress=show_progress)
@@ -54,10 +54,10 @@ def per_query_ndcg(embedder, beir_dir: Path, k: int = 10, cache=None) -> dict[st
     their mean is the retrieval evaluator's main score."""
     import pytrec_eval
 
-    from synthembed.evaluate.beir import load_beir
     from synthembed.evaluate.cache import embed
     from synthembed.evaluate.retrieval import document_text
     from synthembed.evaluate.search import top_k
+    from synthembed.formats.beir import load_beir
 
     data = load_beir(beir_dir, "test")
     qrels = {q: docs for q, docs in data.qrels.items() if docs}

@@ -20,10 +20,10 @@ from pydantic import Field
 
 from synthembed.config import GenerateConfig, Strict
 from synthembed.evaluate.run import EvaluateConfig, TaskSpec
+from synthembed.pipeline import MARK
 from synthembed.train.config import DataSource, TrainConfig
 
 log = logging.getLogger(__name__)
-MARK = "stage.json"
 
 
 class PipelineConfig(Strict):

@@ -38,7 +38,7 @@ def export(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, his
 def _save(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, history: list[dict], out: Path,
           state: dict | None) -> None:
     if state is not None:  # the weights are spread over the processes: rebuild the model whole on this one
-        from synthembed.train.model import build_embedder
+        from synthembed.train.backbone import build_embedder
 
         gathered = build_embedder(cfg.model_copy(update={"gradient_checkpointing": False}))
         gathered.model.load_state_dict(state)

@@ -20,10 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from synthembed.data.mix import epoch_batches
 from synthembed.data.pairs import read_pairs
 from synthembed.model.flops import dense_params, device_peak
+from synthembed.train.backbone import build_embedder
 from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
 from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed, make_accelerator
-from synthembed.train.model import build_embedder
 from synthembed.train.schedule import warmup_linear_schedule
 from synthembed.train.step import make_batch, step, tokenizer_for
 

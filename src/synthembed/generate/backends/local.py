@@ -134,7 +134,7 @@ class LocalBackend:
     def _load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from synthembed.model.offline import resolve
+        from synthembed.formats.offline import resolve
 
         path = resolve(self.source)
         dtype = pick_dtype(self.dtype_name)

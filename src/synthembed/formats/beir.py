@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from synthembed.formats.datasets import RetrievalData, require_text
 from synthembed.formats.jsonl import DataError, read_jsonl
-from synthembed.evaluate.data import RetrievalData, require_text
 
 
 def load_beir(root: Path, split: str = "test") -> RetrievalData:

