@@ -1,0 +1,3 @@
+from synthembed.cli import app
+
+app()
