@@ -35,13 +35,19 @@ FRONTIER = DATA / "synthetic-frontier"
 # The CPU recipe (as configs/demo.yaml): the paper's loss and LoRA; short texts and few steps.
 RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 2, "query_max_length": 48,
           "doc_max_length": 96, "gradient_checkpointing": False, "hard_negatives": 1}
+# Row (b)'s recipe (bench/train.py --epoch), used for every row trained on whole data sets
+FULL_RECIPE = {"batch_size": 16, "epochs": 1, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
+               "gradient_checkpointing": False}
+# Tatoeba on whole data sets: 30 widely spoken languages of the paper's list, all their pairs
+FULL_TATOEBA = set("""ara ben bul ces cmn dan deu ell fin fra heb hin hun ind ita jpn kor nld nob pes pol por ron
+                   rus spa swe tha tur ukr vie""".split())
 COLUMNS = [("SciFact", "SciFact"), ("STSBenchmark", "STSB"), ("sts_multi_mt", "STS multi-mt"),
            ("Banking77Classification", "Banking77"), ("tatoeba_accuracy", "Tatoeba"),
            ("xquad_mono", "XQuAD mono"), ("xquad_cross", "XQuAD cross")]
 
 
-def labeled_sources(per_set: int, name: str = "labeled") -> list[Path]:
-    """SciFact, STSBenchmark and Banking77 train splits in the labeled layout, `per_set` rows each."""
+def labeled_sources(per_set: int | None, name: str = "labeled") -> list[Path]:
+    """SciFact, STSBenchmark and Banking77 train splits in the labeled layout, `per_set` rows each (None: all)."""
     rng = random.Random(0)
     sets = {
         "scifact": from_beir(DATA / "scifact", "train", instruction_for("SciFact", "Retrieval")),
@@ -49,7 +55,7 @@ def labeled_sources(per_set: int, name: str = "labeled") -> list[Path]:
         "banking77": from_classification(load_classification(DATA / "banking77").train,
                                          instruction_for("Banking77Classification", "Classification")),
     }
-    return [write_jsonl(OUT / name / f"{key}.jsonl", rng.sample(rows, min(per_set, len(rows))))
+    return [write_jsonl(OUT / name / f"{key}.jsonl", rng.sample(rows, min(per_set or len(rows), len(rows))))
             for key, rows in sets.items()]
 
 
@@ -59,12 +65,12 @@ def frontier_subset(n: int) -> Path:
     return write_jsonl(OUT / f"frontier-{n}.jsonl", map(json.loads, random.Random(0).sample(rows, n)))
 
 
-def train_row(name: str, data: list[Path]) -> Path:
+def train_row(name: str, data: list[Path], recipe: dict = RECIPE) -> Path:
     out = OUT / "models" / name
     if not (out / "model" / "modules.json").is_file():
         cmd = [sys.executable, "-m", "synthembed.cli", "train", "--model", "gemma-270m", "--output", str(out), "-q"]
         cmd += [a for path in data for a in ("--data", str(path))]
-        cmd += [a for k, v in RECIPE.items() for a in ("--set", f"{k}={v}")]
+        cmd += [a for k, v in recipe.items() for a in ("--set", f"{k}={v}")]
         subprocess.run(cmd, check=True)
     return out / "model"
 
@@ -89,7 +95,8 @@ def evaluate_full(name: str, model: str, args) -> dict:
     """The whole data sets (--tasks narrows them); each task's result is kept as it lands, so a rerun resumes
     with the tasks still missing."""
     out = OUT / "eval-full" / name
-    tasks = [t for t in shared_suite(DATA) if _selected(t.name, args.tasks)]
+    tasks = [t for t in shared_suite(DATA) if _selected(t.name, args.tasks)
+             and (t.type != "BitextMining" or t.lang in FULL_TATOEBA)]
     todo = [t for t in tasks if not (out / f"{t.name}.json").is_file()]
     if todo:
         run_tasks(EvaluateConfig(model=model, tasks=todo, output_dir=out, dtype="bf16", max_length=args.max_length),
@@ -147,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     local = args.local_data / "examples.jsonl" if args.local_data else None
     n_local = sum(1 for _ in open(local)) if local else 0
-    labeled = labeled_sources(args.labeled_per_set)
+    labeled = labeled_sources(None, "labeled-full") if args.full else labeled_sources(args.labeled_per_set)
     frontier = sorted(FRONTIER.glob("*.jsonl"))
     synthetic = [frontier_subset(args.synthetic_n)] if args.synthetic_n else frontier
     n_synthetic = sum(1 for f in synthetic for _ in open(f))
@@ -159,7 +166,8 @@ def main() -> None:
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
-        "d": (f"(d) labeled only ({sum(1 for f in labeled for _ in open(f))})", lambda: train_row("d", labeled)),
+        "d": (f"(d) labeled only ({sum(1 for f in labeled for _ in open(f))})",
+              lambda: train_row("d-full", labeled, FULL_RECIPE) if args.full else train_row("d", labeled)),
         # as many examples as (b) and (d): half of each, so that the rows differ in the data's kind only
         "e": (f"(e) synthetic + labeled, half each ({n_synthetic // 2} + {3 * (args.labeled_per_set // 2)})",
               lambda: train_row("e", [frontier_subset(n_synthetic // 2),
