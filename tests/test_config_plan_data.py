@@ -123,3 +123,16 @@ def test_contamination_flags_overlap_with_an_evaluation_set(tmp_path):
     assert result["checked"] == 3
     assert [f["id"] for f in result["examples"]] == ["sts-000002", "sts-000003"]
     assert json.loads((tmp_path / "r.json").read_text())["flagged"] == 2
+
+
+def test_pipeline_plan_counts_held_out_examples_and_max_steps():
+    from synthembed.pipeline.plan import plan
+    from synthembed.pipeline.run import PipelineConfig
+
+    cfg = PipelineConfig.model_validate({"holdout": 40, "generate": {"num_examples": 144},
+                                         "train": {"batch_size": 8, "max_steps": 80}})
+    train = dict(plan(cfg))["train"]
+    assert "80 steps (max_steps: ~6.2 epochs)" in train and "~104 examples" in train  # 13 steps per epoch
+    cfg = PipelineConfig.model_validate({"holdout": 0.25, "generate": {"num_examples": 144},
+                                         "train": {"batch_size": 8, "epochs": 2}})
+    assert "2 epoch(s): ~28 steps over ~108 examples" in dict(plan(cfg))["train"]

@@ -59,12 +59,15 @@ def _train(cfg: PipelineConfig) -> str:
     tr = cfg.train
     generated = (cfg.generate.output_dir, cfg.output_dir / "generate")
     extra = sum(_rows(s.path) * s.weight for s in tr.data if Path(s.path) not in generated)
-    examples = cfg.generate.num_examples * (1 - cfg.holdout if cfg.holdout < 1 else 1) + extra
-    steps = math.ceil(tr.epochs * examples / tr.batch_size)
+    kept = cfg.generate.num_examples  # at most: validation drops some
+    examples = (kept * (1 - cfg.holdout) if cfg.holdout < 1 else max(kept - cfg.holdout, 0)) + extra
+    per_epoch = max(math.ceil(examples / tr.batch_size), 1)
+    length = (f"{tr.max_steps:,} steps (max_steps: ~{tr.max_steps / per_epoch:.1f} epochs)" if tr.max_steps
+              else f"{tr.epochs:g} epoch(s): ~{math.ceil(tr.epochs * per_epoch):,} steps")
     recipe = f"LoRA r{tr.lora.r}" if tr.lora else "full fine-tuning"
     chunk = f", gradient cache chunks of {tr.chunk_size}" if tr.chunk_size else ""
-    return (f"`{tr.model}`, {recipe}, batch {tr.batch_size}{chunk}, lr {tr.lr:g}, {tr.epochs:g} epoch(s): "
-            f"~{steps:,} steps over ~{examples:,.0f} examples; {_memory(tr)}")
+    return (f"`{tr.model}`, {recipe}, batch {tr.batch_size}{chunk}, lr {tr.lr:g}, {length} over "
+            f"~{examples:,.0f} examples; {_memory(tr)}")
 
 
 def _memory(tr) -> str:
