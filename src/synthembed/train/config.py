@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthembed.config import Strict
 from synthembed.data.pairs import SourceKind
@@ -38,6 +38,9 @@ class TrainConfig(Strict):
     pad_to_multiple_of: int | None = Field(None, ge=1)  # None: 8 on GPUs (tensor cores), 1 on CPUs (no gain measured)
     lora: Lora | None = Field(default_factory=Lora)  # None: full fine-tuning
     tau: float = Field(0.02, gt=0)
+    # Matryoshka: the loss summed over embeddings cut to these leading dims ("full": the hidden size), ascending
+    matryoshka_dims: list[int | Literal["full"]] | None = None
+    matryoshka_weights: list[float] | None = None  # one per dim, default 1 each (as sentence-transformers)
     batch_size: int = Field(16, ge=1)  # global: summed over processes
     chunk_size: int | None = Field(None, ge=1)  # gradient cache chunk; None: plain
     lr: float = Field(1e-4, gt=0)
@@ -56,6 +59,28 @@ class TrainConfig(Strict):
     log_every: int = Field(1, ge=1)
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION  # the exported model's default "query" prompt
     threads: int | None = Field(None, ge=1)  # CPU threads (torch.set_num_threads)
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _ascending_positive_dims(cls, dims):
+        if dims is None:
+            return dims
+        if not dims:
+            raise ValueError("give at least one dim, e.g. [64, 128, 256, full], or leave it unset")
+        sizes = [d for d in dims if d != "full"]
+        if any(d <= 0 for d in sizes):
+            raise ValueError(f"dims must be positive, got {dims}")
+        if sizes != sorted(set(sizes)) or "full" in dims[:-1]:
+            raise ValueError(f"dims must be strictly ascending, \"full\" (the hidden size) last; got {dims}")
+        return dims
+
+    @model_validator(mode="after")
+    def _one_weight_per_dim(self):
+        weights, dims = self.matryoshka_weights, self.matryoshka_dims
+        if weights is not None and (dims is None or len(weights) != len(dims)):
+            raise ValueError(f"matryoshka_weights: {len(weights)} weights for matryoshka_dims {dims}; give one "
+                             "weight per dim")
+        return self
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

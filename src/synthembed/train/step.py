@@ -13,7 +13,7 @@ import torch
 from synthembed.data.pairs import TrainPair
 from synthembed.model.embedder import HFEmbedder, format_query
 from synthembed.train.distributed import gather_rows, gather_sizes, is_distributed, rank
-from synthembed.train.loss import info_nce, same_text_as_positive
+from synthembed.train.loss import info_nce, matryoshka_info_nce, same_text_as_positive
 
 Tokens = dict[str, torch.Tensor]
 Embed = Callable[[Tokens], torch.Tensor]  # tokens -> pooled vectors (n, dim), with graph when grad is enabled
@@ -49,8 +49,10 @@ def text_key(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True)
 
 
-def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float) -> torch.Tensor:
-    """This process's queries against the documents of every process (the batch's negatives)."""
+def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float,
+               matryoshka: list[tuple[int, float]] | None = None) -> torch.Tensor:
+    """This process's queries against the documents of every process (the batch's negatives). `matryoshka`:
+    (dim, weight) pairs; the full vectors are gathered once and cut per dim after the gather."""
     docs, doc_sizes = gather_rows(d)
     q_sizes = gather_sizes(len(q), q.device) if is_distributed() else [len(q)]
     r = rank()
@@ -61,8 +63,10 @@ def batch_loss(q: torch.Tensor, d: torch.Tensor, batch: Batch, tau: float) -> to
     if batch.doc_keys is not None:  # the same text as a query's positive, on any process, is not its negative
         keys, _ = gather_rows(batch.doc_keys.to(q.device))
         masked = same_text_as_positive(keys, positive)
-    return info_nce(q, docs, positive, owner, tau, batch.in_batch.to(q.device), first_query=q_offset,
-                    masked=masked)
+    options = dict(tau=tau, in_batch=batch.in_batch.to(q.device), first_query=q_offset, masked=masked)
+    if matryoshka:
+        return matryoshka_info_nce(q, docs, positive, owner, matryoshka, **options)
+    return info_nce(q, docs, positive, owner, **options)
 
 
 class RandState:
@@ -84,10 +88,11 @@ class RandState:
 
 def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batch, tau: float,
          chunk_size: int | None = None, backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
-         no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> float:
+         no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+         matryoshka: list[tuple[int, float]] | None = None) -> float:
     """Compute the loss of a batch and accumulate its parameter gradients; returns the loss.
     tokenize(texts, side) with side "query" | "doc"; no_sync: the engine's context that defers gradient
-    synchronisation (DDP), used for every chunk's backward but the last."""
+    synchronisation (DDP), used for every chunk's backward but the last; matryoshka: see batch_loss."""
     if not chunk_size or chunk_size >= len(batch.queries) + len(batch.docs):
         queries, docs = tokenize(batch.queries, "query"), tokenize(batch.docs, "doc")
         if is_distributed():  # DDP allows one forward per backward: queries and documents padded together
@@ -95,7 +100,7 @@ def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batc
             q, d = vectors[: len(batch.queries)], vectors[len(batch.queries) :]
         else:  # each side padded to its own length: short queries cost less
             q, d = embed(queries), embed(docs)
-        loss = batch_loss(q, d, batch, tau)
+        loss = batch_loss(q, d, batch, tau, matryoshka)
         backward(loss)
         return float(loss.detach())
     chunks = [(tokenize(batch.queries[i : i + chunk_size], "query")) for i in range(0, len(batch.queries), chunk_size)]
@@ -110,7 +115,7 @@ def step(embed: Embed, tokenize: Callable[[list[str], str], Tokens], batch: Batc
     # 2. Loss on the whole batch; its gradient with respect to each embedding is the cache.
     q = torch.cat(vectors[:n_query_chunks]).requires_grad_()
     d = torch.cat(vectors[n_query_chunks:]).requires_grad_()
-    loss = batch_loss(q, d, batch, tau)
+    loss = batch_loss(q, d, batch, tau, matryoshka)
     loss.backward()
     cache = list(torch.split(q.grad, chunk_size)) + list(torch.split(d.grad, chunk_size))
     # 3. Re-run each chunk with its graph and the same randomness; backpropagate its cached gradient.

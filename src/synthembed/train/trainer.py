@@ -24,6 +24,7 @@ from synthembed.train.backbone import build_embedder
 from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
 from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed, make_accelerator
+from synthembed.train.loss import resolve_matryoshka
 from synthembed.train.schedule import warmup_linear_schedule
 from synthembed.train.step import make_batch, step, tokenizer_for
 
@@ -45,6 +46,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     sources = _read_sources(cfg)
     set_seed(cfg.seed)
     embedder = build_embedder(cfg)
+    matryoshka = resolve_matryoshka(cfg.matryoshka_dims, cfg.matryoshka_weights, embedder.dim)
     params = [p for p in embedder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches = _batches(cfg, sources, epoch=0)  # the current epoch's batches, cut once per epoch
@@ -81,7 +83,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
             batch = make_batch(pairs, embedder.query_template, cfg.hard_negatives)
             lr = scheduler.get_last_lr()[0]  # the rate of this step (the scheduler then moves to the next)
             meter.start()
-            loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, backward, no_sync)
+            loss = step(embedder.forward, tokenize, batch, cfg.tau, cfg.chunk_size, backward, no_sync, matryoshka)
             optimizer_step(optimizer, params, cfg.max_grad_norm)
             scheduler.step()
             record = {"step": n + 1, "epoch": epoch, "loss": mean_across(loss, accelerator.device), "lr": lr,

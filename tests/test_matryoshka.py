@@ -1,0 +1,147 @@
+"""Matryoshka training: the loss against a hand-written cross-entropy per dim, the setting's checks, and the
+gradient cache and two processes giving the gradients of the plain Matryoshka loss on the whole batch."""
+
+import dataclasses
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from pydantic import ValidationError
+
+from synthembed.data.pairs import TrainPair
+from synthembed.train.config import TrainConfig
+from synthembed.train.loss import info_nce, matryoshka_info_nce, resolve_matryoshka
+from synthembed.train.step import batch_loss, make_batch, step, tokenizer_for
+from tests.test_train_gradients import DUPLICATED, assert_same, decoder, embedder_for  # noqa: F401
+
+TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
+
+
+def reference_loss(q: np.ndarray, d: np.ndarray, positive, owner, in_batch, keys, tau: float,
+                   dims: list[tuple[int, float]]) -> float:
+    """sum_d w_d * mean_i -log softmax over query i's allowed documents, cut to d dims, written out in numpy."""
+    total = 0.0
+    for dim, weight in dims:
+        qd = q[:, :dim] / np.linalg.norm(q[:, :dim], axis=1, keepdims=True)
+        dd = d[:, :dim] / np.linalg.norm(d[:, :dim], axis=1, keepdims=True)
+        terms = []
+        for i, pos in enumerate(positive):
+            allowed = [j for j in range(len(d)) if (in_batch[i] or owner[j] == i)
+                       and (j == pos or keys[j] != keys[pos])]
+            logits = np.array([qd[i] @ dd[j] / tau for j in allowed])
+            terms.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - qd[i] @ dd[pos] / tau)
+        total += weight * np.mean(terms)
+    return total
+
+
+def test_matryoshka_loss_equals_a_hand_written_cross_entropy_per_dim():
+    pairs = [TrainPair("Classify the topic", "the match went to extra time", "sports", ["politics"]),
+             TrainPair("Classify the topic", "she scored twice", "sports", ["music"], in_batch_negatives=False),
+             TrainPair("Find it", "capital of france", "Paris is the capital.", ["Lyon is a city.", "sports"]),
+             TrainPair("Find it", "who wrote hamlet", "Shakespeare wrote it.", [])]
+    batch = make_batch(pairs, TEMPLATE, hard_negatives=2)
+    rng = np.random.default_rng(0)
+    q, d = rng.normal(size=(4, 12)), rng.normal(size=(len(batch.docs), 12))
+    dims = [(3, 1.0), (6, 0.5), (12, 2.0)]
+    got = batch_loss(torch.tensor(q, dtype=torch.float32), torch.tensor(d, dtype=torch.float32), batch, 0.1, dims)
+    expected = reference_loss(q, d, batch.positive.tolist(), batch.doc_owner.tolist(), batch.in_batch.tolist(),
+                              batch.doc_keys.tolist(), 0.1, dims)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # each dim's term is the plain loss on the cut vectors: a dim that changes nothing would not pass
+    assert got.item() != pytest.approx(3.5 * batch_loss(torch.tensor(q), torch.tensor(d), batch, 0.1).item(), rel=1e-3)
+
+
+def test_full_size_alone_is_the_plain_loss():
+    torch.manual_seed(0)
+    q, d = torch.randn(3, 16), torch.randn(5, 16)
+    positive, owner = torch.tensor([0, 2, 4]), torch.tensor([0, 0, 1, 1, 2])
+    dims = resolve_matryoshka(["full"], None, 16)
+    assert dims == [(16, 1.0)]
+    torch.testing.assert_close(matryoshka_info_nce(q, d, positive, owner, dims, tau=0.05),
+                               info_nce(q, d, positive, owner, 0.05))
+
+
+def test_dims_resolve_full_and_default_weights_and_refuse_sizes_above_the_model():
+    assert resolve_matryoshka([8, 32, "full"], None, 64) == [(8, 1.0), (32, 1.0), (64, 1.0)]
+    assert resolve_matryoshka([8, 64], [2.0, 1.0], 64) == [(8, 2.0), (64, 1.0)]
+    assert resolve_matryoshka(None, None, 64) is None
+    with pytest.raises(ValueError, match=r"train.matryoshka_dims: 128 is above the model's hidden size 64"):
+        resolve_matryoshka([32, 128], None, 64)
+    with pytest.raises(ValueError, match="train.matryoshka_dims.*strictly ascending"):
+        resolve_matryoshka([32, 64, "full"], None, 64)  # full is 64 here: twice the same size
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"matryoshka_dims": [128, 64]}, "strictly ascending"),
+    ({"matryoshka_dims": [64, "full", 128]}, "strictly ascending"),
+    ({"matryoshka_dims": [0, 64]}, "positive"),
+    ({"matryoshka_dims": []}, "at least one dim"),
+    ({"matryoshka_dims": [64, "half"]}, "matryoshka_dims"),
+    ({"matryoshka_dims": [64, 128], "matryoshka_weights": [1.0]}, "one weight per dim"),
+    ({"matryoshka_weights": [1.0]}, "one weight per dim"),
+])
+def test_bad_settings_are_refused_naming_the_setting(settings, message):
+    with pytest.raises(ValidationError, match=message) as err:
+        TrainConfig(**settings)
+    assert "matryoshka" in str(err.value)
+
+
+def grads_of(embedder, batch, dims, chunk_size=None, tau=0.05) -> tuple[float, dict]:
+    embedder.model.zero_grad(set_to_none=True)
+    loss = step(embedder.forward, tokenizer_for(embedder, 48, 48), batch, tau, chunk_size, matryoshka=dims)
+    return loss, {n: p.grad.clone() for n, p in embedder.model.named_parameters() if p.requires_grad}
+
+
+DIMS = [(8, 1.0), (32, 0.5), (64, 1.0)]
+
+
+def test_gradient_cache_equals_the_plain_matryoshka_loss(decoder, one_thread):  # noqa: F811
+    embedder = embedder_for(decoder)
+    batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
+    plain_loss, plain = grads_of(embedder, batch, DIMS)
+    full_only, _ = grads_of(embedder, batch, None)
+    assert plain_loss != pytest.approx(full_only, rel=1e-3)  # the small dims really take part
+    for chunk in (1, 3):
+        loss, cached = grads_of(embedder, batch, DIMS, chunk_size=chunk)
+        assert loss == pytest.approx(plain_loss, rel=1e-5)
+        assert_same(cached, plain)
+
+
+def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        embedder = embedder_for(path)
+        batch = make_batch(DUPLICATED[rank * 4 : (rank + 1) * 4], embedder.query_template, hard_negatives=2)
+        results = {}
+        for chunk in (None, 2):
+            loss, grads = grads_of(embedder, batch, DIMS, chunk_size=chunk)
+            for g in grads.values():  # what DDP does after backward: average over processes
+                dist.all_reduce(g)
+                g /= world
+            total = torch.tensor([loss])
+            dist.all_reduce(total)
+            results[chunk] = (float(total) / world, grads)
+        torch.save(results, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(300)
+def test_two_processes_equal_one_process_with_the_whole_batch(decoder, tmp_path, one_thread):  # noqa: F811
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(2, port, str(decoder), str(tmp_path)), nprocs=2, join=True)
+    embedder = embedder_for(decoder)
+    batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
+    loss, whole = grads_of(embedder, batch, DIMS)
+    unmasked, _ = grads_of(embedder, dataclasses.replace(batch, doc_keys=None), DIMS)
+    assert unmasked != pytest.approx(loss, rel=1e-4)  # the duplicate really is masked in the reference
+    for rank in (0, 1):
+        for chunk, (dist_loss, grads) in torch.load(tmp_path / f"rank{rank}.pt").items():
+            assert dist_loss == pytest.approx(loss, rel=1e-5), chunk
+            assert_same(grads, whole)
