@@ -4,6 +4,8 @@ Concurrent requests' texts go into one queue and a single worker thread runs the
 them at a time, so many small requests share forward passes instead of each paying for its own. Parsing and
 tokenising run on another thread, so the event loop (and /health) never waits for a large request.
 Extensions to OpenAI's request body: `input_type` ("query" | "document") and `instruction` (queries only).
+`dimensions` takes any size from 1 to the model's (OpenAI's semantics); a model trained with Matryoshka dims
+(its folder's matryoshka.json) lists them in /v1/models and /health, the sizes that keep most quality.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from starlette.routing import Route
 from synthembed.encode.api_input import (APIError, is_query, parse_body, parse_input, resolve_model,
                                          special_tokens, wrap_ids)
 from synthembed.encode.encode import count_tokens
+from synthembed.formats import matryoshka
 from synthembed.model.embedder import QUERY_TEMPLATE, format_query
 
 log = logging.getLogger(__name__)
@@ -232,6 +235,8 @@ def create_app(embedder, model_name: str | list[str] | None = None, *, api_key: 
     names = _served_names(model_name, embedder)
     embed = _embed_fn(embedder)
     dim = int(getattr(embedder, "dim", 0) or embed(["probe"]).shape[1])
+    trained_dims = matryoshka.read_dims(getattr(embedder, "path", None))
+    extra = {"matryoshka_dimensions": trained_dims} if trained_dims else {}
     max_length = int(embedder.max_length)
     max_input_tokens = max_input_tokens or max_length
     max_input_chars = max_input_chars or CHARS_PER_TOKEN * max_input_tokens
@@ -302,14 +307,13 @@ def create_app(embedder, model_name: str | list[str] | None = None, *, api_key: 
         items, fmt, dims, name, total = await asyncio.get_running_loop().run_in_executor(preparer, prepare, raw)
         vectors = await asyncio.wrap_future(batcher.submit(items))
         if dims is not None and dims < dim:  # Matryoshka: keep the leading dimensions, re-normalise
-            vectors = vectors[:, :dims]
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = matryoshka.truncate(vectors, dims)
         if len(vectors) <= 64:
             return _reply(vectors, fmt, name, total)
         return await run_in_threadpool(_reply, vectors, fmt, name, total)  # big JSON: keep the loop free
 
     def card(name: str) -> dict:
-        return {"id": name, "object": "model", "created": created, "owned_by": "synthembed"}
+        return {"id": name, "object": "model", "created": created, "owned_by": "synthembed", **extra}
 
     @_openai_errors
     async def models(request: Request) -> JSONResponse:
@@ -322,7 +326,7 @@ def create_app(embedder, model_name: str | list[str] | None = None, *, api_key: 
         return JSONResponse(card(resolve_model(request.path_params["model"], names)))
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": names[0], "dimensions": dim, "batching": batching,
+        return JSONResponse({"status": "ok", "model": names[0], "dimensions": dim, **extra, "batching": batching,
                              "forward_passes": batcher.forward_passes, "texts": batcher.texts_embedded})
 
     async def on_error(request: Request, err: Exception) -> JSONResponse:  # routing errors (404, 405)

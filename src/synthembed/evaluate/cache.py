@@ -4,10 +4,13 @@ Layout: <root>/<sha of the fingerprint>/ holds one chunk per encode call that ha
 `<id>.npy` (n, dim) float32 and `<id>.keys` (n lines, the key of each row). The .keys files together are the
 index; a chunk's .keys is written after its .npy, each atomically, so a crash leaves no half-read chunk and
 concurrent writers never touch the same file. Key = sha256(role, instruction, normalize, text).
+Matryoshka dims are views of one cache (`at_dim`): full vectors are stored once and cut on the way out, so
+scoring a model at several sizes encodes each text once.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthembed.formats.matryoshka import truncate
 from synthembed.model.protocol import Embedder, Role
 
 log = logging.getLogger(__name__)
@@ -30,23 +34,33 @@ def text_key(text: str, role: str, instruction: str | None, normalize: bool) -> 
 
 
 class EmbeddingCache:
-    """Vectors of one embedder (by fingerprint) under `root`; `encode` returns cached rows and encodes the rest."""
+    """Vectors of one embedder (by fingerprint) under `root` (None: in memory only, for this run);
+    `encode` returns cached rows and encodes the rest."""
 
-    def __init__(self, root: Path | str, fingerprint: str):
+    def __init__(self, root: Path | str | None, fingerprint: str):
         self.fingerprint = fingerprint
-        self.dir = Path(root) / hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:24]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        marker = self.dir / "fingerprint.txt"
-        if not marker.exists():
-            marker.write_text(fingerprint + "\n", encoding="utf-8")
+        self.dir = None if root is None else Path(root) / hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:24]
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            marker = self.dir / "fingerprint.txt"
+            if not marker.exists():
+                marker.write_text(fingerprint + "\n", encoding="utf-8")
         self._where: dict[str, tuple[str, int]] = {}  # key -> (chunk id, row)
         self._chunks: dict[str, np.ndarray] = {}  # chunk id -> memory-mapped (n, dim)
         self._seen: set[str] = set()
+        self.dim: int | None = None  # vectors cut to their first `dim` dimensions (Matryoshka); None: full
         self.refresh()
+
+    def at_dim(self, dim: int | None) -> EmbeddingCache:
+        """This cache, sharing its index and files, returning vectors cut to `dim` (re-normalised when the
+        call normalises); None: full vectors."""
+        view = copy.copy(self)  # shallow: the index dicts are shared, so what one view encodes the others reuse
+        view.dim = dim
+        return view
 
     def refresh(self) -> None:
         """Pick up chunks written since (by this or another process)."""
-        for keys_file in sorted(self.dir.glob("*.keys")):
+        for keys_file in [] if self.dir is None else sorted(self.dir.glob("*.keys")):
             chunk = keys_file.stem
             if chunk in self._seen:
                 continue
@@ -65,7 +79,8 @@ class EmbeddingCache:
     def encode(self, embedder: Embedder, texts: Sequence[str], role: Role = "document",
                instruction: str | None = None, batch_size: int = 32, normalize: bool = True,
                show_progress: bool = False) -> np.ndarray:
-        """Same result as embedder.encode(...) -> (len(texts), dim) float32, encoding only uncached texts."""
+        """Same result as embedder.encode(...) -> (len(texts), dim) float32, encoding only uncached texts; cut
+        to self.dim when set."""
         if embedder.fingerprint != self.fingerprint:
             raise ValueError(f"cache holds vectors of {self.fingerprint!r}, not of {embedder.fingerprint!r}")
         keys = [text_key(t, role, instruction, normalize) for t in texts]
@@ -74,15 +89,24 @@ class EmbeddingCache:
             if key not in self._where and key not in todo:
                 todo[key] = text
         if todo:
-            log.info("cache %s: encoding %d new of %d texts", self.dir.name, len(todo), len(texts))
+            log.info("cache %s: encoding %d new of %d texts", self.dir or "in memory", len(todo), len(texts))
             vectors = np.asarray(embedder.encode(list(todo.values()), role=role, instruction=instruction,
                                                  batch_size=batch_size, normalize=normalize,
                                                  show_progress=show_progress), dtype=np.float32)
             self._write(list(todo), vectors)
-        return self._gather(keys)
+        vectors = self._gather(keys)
+        return vectors if self.dim is None or not len(keys) else truncate(vectors, self.dim, normalize)
 
     def _write(self, keys: list[str], vectors: np.ndarray) -> None:
         chunk = uuid.uuid4().hex
+        if self.dir is not None:
+            self._save(chunk, keys, vectors)
+        self._chunks[chunk] = vectors
+        self._seen.add(chunk)
+        for row, key in enumerate(keys):
+            self._where.setdefault(key, (chunk, row))
+
+    def _save(self, chunk: str, keys: list[str], vectors: np.ndarray) -> None:
         tmp = self.dir / f".{chunk}.npy.tmp"
         with open(tmp, "wb") as handle:
             np.save(handle, vectors)
@@ -90,10 +114,6 @@ class EmbeddingCache:
         tmp = self.dir / f".{chunk}.keys.tmp"
         tmp.write_text("\n".join(keys) + "\n", encoding="utf-8")
         os.replace(tmp, self.dir / f"{chunk}.keys")
-        self._chunks[chunk] = vectors
-        self._seen.add(chunk)
-        for row, key in enumerate(keys):
-            self._where.setdefault(key, (chunk, row))
 
     def _gather(self, keys: list[str]) -> np.ndarray:
         if not keys:

@@ -22,7 +22,9 @@ def load_results(run_dir: Path) -> list[dict]:
 
 
 def write_report(runs: dict[str, list[dict]], out: Path, title: str = "Evaluation") -> Path:
-    """`runs`: label -> results. Writes out/report.md and out/report.png; returns the markdown path."""
+    """`runs`: label -> results. Writes out/report.md and out/report.png; returns the markdown path.
+    Results scored at a Matryoshka dim (`dim`) get a row of their own, `label @dim`, under the task's column."""
+    runs = rows_by_dim(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = list(dict.fromkeys(r["task_name"] for results in runs.values() for r in results))
@@ -39,6 +41,19 @@ def write_report(runs: dict[str, list[dict]], out: Path, title: str = "Evaluatio
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def rows_by_dim(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """label -> results, with each run's results at a Matryoshka dim moved to a row `label @dim` and named by
+    their task (`SciFact@64` -> `SciFact`), so the columns stay one per task and each row's average one size's."""
+    rows: dict[str, list[dict]] = {}
+    for label, results in runs.items():
+        for r in results:
+            dim = r.get("dim")
+            row = label if dim is None else f"{label} @{dim}"
+            task = r["task_name"] if dim is None else r["task_name"].removesuffix(f"@{dim}")
+            rows.setdefault(row, []).append({**r, "task_name": task})
+    return rows
 
 
 def _chart(table: dict[str, dict[str, float]], tasks: list[str], path: Path, title: str) -> None:

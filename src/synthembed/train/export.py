@@ -15,8 +15,11 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tokenizers import processors
 
+from synthembed.formats.matryoshka import FILE as MATRYOSHKA_FILE
+from synthembed.formats.matryoshka import write_dims
 from synthembed.model.embedder import HFEmbedder, format_query
 from synthembed.train.config import TrainConfig
+from synthembed.train.loss import resolve_matryoshka
 
 log = logging.getLogger(__name__)
 MODEL = "model"
@@ -56,7 +59,10 @@ def _save(accelerator: Accelerator, embedder: HFEmbedder, cfg: TrainConfig, hist
     tokenizer.save_pretrained(out)
     write_sentence_transformers(out, embedder, cfg)
     (out / "training_history.json").write_text(json.dumps(history))
-    write_card(out, cfg, history, embedder.query_template)
+    dims = [d for d, _ in resolve_matryoshka(cfg.matryoshka_dims, cfg.matryoshka_weights, embedder.dim) or []]
+    if dims:
+        write_dims(out, dims)
+    write_card(out, cfg, history, embedder.query_template, dims)
     log.info("wrote %s", out)
 
 
@@ -130,7 +136,8 @@ def base_model_id(name: str) -> str:
     return str(path.resolve()) if path.is_dir() else name
 
 
-def write_card(out: Path, cfg: TrainConfig, history: list[dict], query_template: str) -> None:
+def write_card(out: Path, cfg: TrainConfig, history: list[dict], query_template: str,
+               matryoshka_dims: list[int] | None = None) -> None:
     last = history[-1] if history else {}
     shape = query_template.format(instruction="{task}", text="{query}").replace("\n", "\\n")
     data = "\n".join(f"- `{s.path}` (weight {s.weight})" for s in cfg.data)
@@ -144,9 +151,22 @@ def write_card(out: Path, cfg: TrainConfig, history: list[dict], query_template:
         'q = model.encode(["how do vaccines work"], prompt_name="query")\n'
         'd = model.encode(["Vaccines train the immune system ..."])\n```\n\n'
         f"Queries take `{shape}` (documents take no prefix); the saved `query` prompt's task is "
-        f"\"{cfg.query_instruction}\": pass your own task's instruction for other tasks.\n\n## Data\n\n{data}\n\n## Training\n\n{len(history)} steps, final loss "
+        f"\"{cfg.query_instruction}\": pass your own task's instruction for other tasks.\n\n{matryoshka_section(matryoshka_dims)}## Data\n\n{data}\n\n## Training\n\n{len(history)} steps, final loss "
         f"{last.get('loss', float('nan')):.4f}.\n\n```json\n{json.dumps(recipe, indent=1)}\n```\n\n"
         f"{SCORES}\n\nNot evaluated yet: `synthembed evaluate --model PATH --task ...` writes them.\n")
+
+
+def matryoshka_section(dims: list[int] | None) -> str:
+    """How to use the trained Matryoshka dims; empty for a model trained on the full size only."""
+    if not dims:
+        return ""
+    listed = ", ".join(str(d) for d in dims)
+    return (f"## Matryoshka dimensions\n\nTrained to be used cut to its first {listed} dimensions (the loss summed "
+            "over each, as sentence-transformers' MatryoshkaLoss), re-normalised after the cut: smaller vectors "
+            f"at some loss of quality.\n\n```python\nmodel = SentenceTransformer(PATH, truncate_dim={dims[0]})\n```"
+            f"\n\n`synthembed serve` takes OpenAI's `dimensions` (any 1 to the full size; these were trained), "
+            f"`synthembed evaluate --dims {','.join(str(d) for d in dims)}` scores each. They are also in "
+            f"`{MATRYOSHKA_FILE}`.\n\n")
 
 
 SCORES = "## Scores"
