@@ -95,6 +95,7 @@ def evaluate(
     config: ConfigOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="minilm | gemma-270m | smollm2-135m | a directory.")] = None,
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="TYPE:PATH[:NAME[:LANG]], e.g. Retrieval:data/scifact:SciFact (repeatable).")] = None,
+    dims: Annotated[Optional[str], typer.Option("--dims", help="Also score every task at these Matryoshka sizes, e.g. 64,128,256 (vectors cut and re-normalised; each text encoded once).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
     compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Put earlier output directories side by side (repeatable).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N")] = None,
@@ -116,6 +117,8 @@ def evaluate(
         overrides = {k: v for k, v in {"model": model, "output_dir": output, "device": device}.items() if v is not None}
         if task:
             overrides["tasks"] = [t.model_dump() for t in map(parse_task, task)]
+        if dims:
+            overrides["dims"] = [d.strip() for d in dims.split(",") if d.strip()]
         cfg = load_config(EvaluateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])),
                           section="evaluate")
         results = run_tasks(cfg, show_progress=not quiet)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from synthembed.config import ConfigError, Strict
 from synthembed.evaluate import evaluator
@@ -56,6 +56,7 @@ class EvaluateConfig(Strict):
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     query_template: str | None = None  # None: "Instruct: {instruction}\nQuery: {text}" (see HFEmbedder)
     cache: bool = True  # corpus embeddings on disk, keyed by (model fingerprint, text)
+    dims: list[PositiveInt] | None = None  # Matryoshka: also score every task cut to these leading dims
 
 
 def parse_task(spec: str) -> TaskSpec:
@@ -85,6 +86,15 @@ def load_retrieval(task: TaskSpec) -> RetrievalData:
     return RetrievalData(data.corpus, other.queries, other.qrels)
 
 
+def dims_to_score(dims: list[int] | None, full: int | None) -> list[int | None]:
+    """The full size (None) first, then each Matryoshka dim below it; a dim above the model's is an error."""
+    full = full or max(dims or [0]) + 1  # an embedder that does not say its size: trust the dims
+    too_big = [d for d in dims or [] if d > full]
+    if too_big:
+        raise ConfigError(f"evaluate.dims: {too_big[0]} is above the model's {full} dimensions")
+    return [None, *sorted({d for d in dims or [] if d < full})]
+
+
 def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) -> list[dict]:
     from synthembed.model.load import load_embedder
 
@@ -94,6 +104,8 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
     embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
                                          query_template=cfg.query_template)
     cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
+    if cfg.dims and cache is None:  # each text is still encoded once for all dims
+        cache = EmbeddingCache(None, embedder.fingerprint)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -101,14 +113,17 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
         # "" keeps queries as they are (e.g. the pipeline's held-out queries, formatted already), where None
         # would let a model's saved query prompt prefix them
         instruction = "" if task.instruction == "" else instruction_for(task.name, task.type, task.instruction)
-        t0 = time.perf_counter()
-        scores = evaluator(task.type)(embedder, loaded, instruction, batch_size=cfg.batch_size, cache=cache,
-                                      show_progress=show_progress)
-        result = {"task_name": task.name, "task_type": task.type, "model": embedder.name,
-                  "fingerprint": embedder.fingerprint, "instruction": instruction,
-                  "main_score": scores["main_score"], "scores": scores,
-                  "evaluation_time": round(time.perf_counter() - t0, 2)}
-        (out / f"{task.name}.json").write_text(json.dumps(result, indent=1))
-        log.info("%s %s: %.4f", embedder.name, task.name, scores["main_score"])
-        results.append(result)
+        for dim in dims_to_score(cfg.dims, getattr(embedder, "dim", None)):  # None: the full size
+            name = task.name if dim is None else f"{task.name}@{dim}"
+            t0 = time.perf_counter()
+            scores = evaluator(task.type)(embedder, loaded, instruction, batch_size=cfg.batch_size,
+                                          cache=None if cache is None else cache.at_dim(dim),
+                                          show_progress=show_progress)
+            result = {"task_name": name, "task_type": task.type, "model": embedder.name,
+                      "fingerprint": embedder.fingerprint, "instruction": instruction, **({"dim": dim} if dim else {}),
+                      "main_score": scores["main_score"], "scores": scores,
+                      "evaluation_time": round(time.perf_counter() - t0, 2)}
+            (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+            log.info("%s %s: %.4f", embedder.name, name, scores["main_score"])
+            results.append(result)
     return results
