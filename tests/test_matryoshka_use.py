@@ -136,3 +136,18 @@ def test_evaluate_command_takes_dims(exported, tmp_path):
     bad = CliRunner().invoke(app, ["evaluate", "-m", str(exported), "-t", f"STS:{sts}", "--dims", "16,x",
                                    "-o", str(out), "-q"])
     assert bad.exit_code == 2 and "dims" in bad.output
+
+
+def test_training_run_checks_dims_against_the_model_and_exports_them(tmp_path, replay_data):
+    from synthembed.train.config import DataSource, TrainConfig
+    from synthembed.train.trainer import train
+
+    base = tiny_decoder(tmp_path / "base")
+    cfg = TrainConfig(model=str(base), data=[DataSource(path=replay_data / "sts.jsonl")], batch_size=4, max_steps=1,
+                      query_max_length=48, doc_max_length=64, mixed_precision="no", threads=1,
+                      output_dir=tmp_path / "run", matryoshka_dims=[16, "full"])
+    out = train(cfg, show_progress=False)
+    assert json.loads((out / "matryoshka.json").read_text()) == {"dims": [16, 64]}
+    with pytest.raises(ValueError, match="train.matryoshka_dims: 128 is above the model's hidden size 64"):
+        train(cfg.model_copy(update={"matryoshka_dims": [16, 128], "output_dir": tmp_path / "bad"}),
+              show_progress=False)
