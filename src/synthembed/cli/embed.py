@@ -94,7 +94,9 @@ def serve(
 def evaluate(
     config: ConfigOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="minilm | gemma-270m | smollm2-135m | a directory.")] = None,
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="TYPE:PATH[:NAME[:LANG]], e.g. Retrieval:data/scifact:SciFact (repeatable).")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="TYPE:PATH[:NAME[:LANG]], e.g. Retrieval:data/scifact:SciFact, or Passkey[:LENGTHS[:NAME]], e.g. Passkey:256,512,1024 (repeatable).")] = None,
+    mteb: Annotated[Optional[list[str]], typer.Option("--mteb", help="mteb's own tasks, e.g. STSBenchmark,SciFact (repeatable; needs mteb and the data in the HF datasets cache).")] = None,
+    rope_theta: Annotated[Optional[float], typer.Option("--rope-theta", help="Load the model with this RoPE base (the paper's long-context passkey runs).")] = None,
     dims: Annotated[Optional[str], typer.Option("--dims", help="Also score every task at these Matryoshka sizes, e.g. 64,128,256 (vectors cut and re-normalised; each text encoded once).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output directory.")] = None,
     compare: Annotated[Optional[list[Path]], typer.Option("--compare", help="Put earlier output directories side by side (repeatable).")] = None,
@@ -102,23 +104,27 @@ def evaluate(
     set_: SetOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Score a model on retrieval, STS, bitext mining, classification, clustering, pair classification and
-    reranking tasks exactly as MTEB does; writes one JSON per task and a report (markdown + PNG)."""
+    """Score a model on retrieval, STS, bitext mining, classification, clustering, pair classification,
+    reranking and passkey tasks exactly as MTEB does, or on mteb's own tasks; writes one JSON per task and a
+    report (markdown + PNG)."""
 
     def run() -> None:
         from synthembed.evaluate.report import load_results, write_report
         from synthembed.evaluate.run import EvaluateConfig, parse_task, run_tasks
 
-        if compare and not (task or config):
+        if compare and not (task or mteb or config):
             runs = {str(d): load_results(d) for d in compare}
             path = write_report(runs, output or Path("runs/compare"))
             console.print(f"wrote {path}")
             return
-        overrides = {k: v for k, v in {"model": model, "output_dir": output, "device": device}.items() if v is not None}
+        overrides = {k: v for k, v in {"model": model, "output_dir": output, "device": device,
+                                       "rope_theta": rope_theta}.items() if v is not None}
         if task:
             overrides["tasks"] = [t.model_dump() for t in map(parse_task, task)]
         if dims:
             overrides["dims"] = [d.strip() for d in dims.split(",") if d.strip()]
+        if mteb:
+            overrides["mteb_tasks"] = [name.strip() for names in mteb for name in names.split(",") if name.strip()]
         cfg = load_config(EvaluateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])),
                           section="evaluate")
         results = run_tasks(cfg, show_progress=not quiet)

@@ -11,12 +11,16 @@ never by importing this module.
 
 from __future__ import annotations
 
+import difflib
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from synthembed.config import ConfigError
+from synthembed.formats.datasets import DataError
 from synthembed.formats.instructions import instruction_for
 from synthembed.model.protocol import Embedder
 
@@ -75,3 +79,93 @@ def _encoder_class() -> type:
                                         show_progress=self.show_progress)
 
     return MtebEncoder
+
+
+# -- `synthembed evaluate --mteb TASK,...` -------------------------------------------------------------------------
+def import_mteb():
+    try:
+        import mteb
+    except ImportError:
+        raise ConfigError("--mteb needs the mteb package, a test extra: pip install 'synthembed[test]' "
+                          "(or pip install 'mteb>=2.26,<3')") from None
+    return mteb
+
+
+def mock_tasks() -> dict[str, type]:
+    """mteb's text mock tasks by name (MockRetrievalTask, MockSTSTask ...): tiny, built in code, no hub needed,
+    so `--mteb MockRetrievalTask` is an offline smoke test."""
+    from mteb import AbsTask
+    from mteb.mocks import mock_tasks as mocks
+
+    return {cls.metadata.name: cls for cls in vars(mocks).values()
+            if isinstance(cls, type) and issubclass(cls, AbsTask) and cls.metadata.modalities == ["text"]}
+
+
+def get_mteb_task(name: str):
+    """An mteb task (its registry, then its mock tasks); an unknown name is a ConfigError listing close ones."""
+    mteb = import_mteb()
+    mocks = mock_tasks()
+    if name in mocks:
+        return mocks[name]()
+    try:
+        return mteb.get_task(name)
+    except KeyError:
+        pass
+    from mteb.get_tasks import TASK_LIST
+
+    known = {cls.metadata.name.lower(): cls.metadata.name for cls in TASK_LIST} | {n.lower(): n for n in mocks}
+    close = [known[n] for n in difflib.get_close_matches(name.lower(), list(known), n=5, cutoff=0.6)]
+    hint = f"close matches: {', '.join(close)}" if close else "no close match (mteb.get_tasks() lists them all)"
+    raise ConfigError(f"--mteb {name!r}: not an mteb task; {hint}")
+
+
+def load_mteb_tasks(names: list[str]) -> list:
+    """The named tasks with their data loaded, so a task whose data cannot be reached fails before any encoding."""
+    tasks = [get_mteb_task(name) for name in names]
+    for task in tasks:
+        if not task.data_loaded:
+            load_task_data(task)
+    return tasks
+
+
+def load_task_data(task) -> None:
+    try:
+        task.load_data()
+    except OSError as err:  # datasets and huggingface_hub raise ConnectionError, FileNotFoundError, HTTP errors
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"mteb task {task.metadata.name}: its data ({task.metadata.dataset.get('path')} on the "
+                        f"Hugging Face hub) cannot be loaded: {reason}. Download it once where the hub is reachable "
+                        f"(it is kept in the HF_DATASETS_CACHE / HF_HOME cache), then run offline with "
+                        f"HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1") from err
+
+
+def run_mteb_tasks(tasks: list, embedder: Embedder, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
+    """Each loaded task through mteb.evaluate with our encoder; one result per task in the shape of
+    `evaluate.run` (main_score: mteb's own, the mean over the task's splits and subsets)."""
+    mteb = import_mteb()
+    encoder = _encoder_class()(embedder, batch_size=batch_size, show_progress=show_progress)
+    results = []
+    for task in tasks:
+        t0 = time.perf_counter()
+        # cache=None: results go to our output dir, not ~/.cache/mteb; no CO2 tracking (codecarbon is optional)
+        outcome = mteb.evaluate(encoder, task, cache=None, co2_tracker=False, show_progress_bar=show_progress,
+                                encode_kwargs={"batch_size": batch_size}).task_results[0]
+        results.append(result_row(task, outcome, embedder, encoder.instruction(task.metadata),
+                                  time.perf_counter() - t0))
+    return results
+
+
+def result_row(task, outcome, embedder: Embedder, instruction: str | None, seconds: float) -> dict:
+    """An mteb TaskResult as our per-task JSON; scores holds mteb's metrics per split and subset."""
+    main = float(outcome.get_score())
+    by_split = {split: {row["hf_subset"]: row for row in rows} for split, rows in outcome.scores.items()}
+    return {"task_name": task.metadata.name, "task_type": str(task.metadata.type), "model": embedder.name,
+            "fingerprint": embedder.fingerprint, "instruction": instruction, "main_score": main,
+            "scores": {"main_score": main, "main_metric": task.metadata.main_score, **by_split},
+            "evaluation_time": round(seconds, 2), "mteb_version": mteb_version()}
+
+
+def mteb_version() -> str:
+    from importlib.metadata import version
+
+    return version("mteb")

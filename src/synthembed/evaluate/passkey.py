@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthembed.evaluate.cache import embed
 from synthembed.model.protocol import Embedder
 
 INSTRUCTION = "Given a question, retrieve the document that contains the passkey for the named person"
@@ -77,21 +78,31 @@ def make_passkey_data(tokenizer, length_tokens: int, n: int = 20, seed: int = 0)
 
 
 def accuracy(embedder: Embedder, data: PasskeyData, instruction: str | None = INSTRUCTION,
-             batch_size: int = 4) -> float:
+             batch_size: int = 4, cache=None, show_progress: bool = False) -> float:
     """Top-1 accuracy of retrieving each person's document among all n by cosine similarity."""
-    docs = embedder.encode(data.documents, "document", batch_size=batch_size)  # (n, dim)
-    queries = embedder.encode(data.queries, "query", instruction, batch_size=batch_size)  # (n, dim)
+    opts = dict(batch_size=batch_size, cache=cache, show_progress=show_progress)
+    docs = embed(embedder, data.documents, "document", **opts)  # (n, dim)
+    queries = embed(embedder, data.queries, "query", instruction, **opts)  # (n, dim)
     best = np.argmax(queries @ docs.T, axis=1)  # ties go to the first document
     return float(np.mean(best == np.arange(len(data.queries))))
 
 
 def evaluate(embedder: Embedder, lengths=(256, 512, 1024), n: int = 20, seed: int = 0,
-             instruction: str | None = INSTRUCTION, batch_size: int = 4, tokenizer=None) -> dict:
+             instruction: str | None = INSTRUCTION, batch_size: int = 4, tokenizer=None, cache=None,
+             show_progress: bool = False) -> dict:
     """{"main_score": mean accuracy over lengths, "accuracy_at_<len>": ...}; the tokenizer defaults to the
     embedder's own (`embedder.tokenizer`)."""
     tokenizer = tokenizer or getattr(embedder, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("passkey lengths are in tokens: pass the embedder's tokenizer")
     out = {f"accuracy_at_{length}": accuracy(embedder, make_passkey_data(tokenizer, length, n, seed), instruction,
-                                             batch_size) for length in lengths}
+                                             batch_size, cache, show_progress) for length in lengths}
     return {"main_score": float(np.mean(list(out.values()))), **out}
+
+
+def evaluate_task(embedder: Embedder, task, instruction: str | None = INSTRUCTION, *, batch_size: int = 4,
+                  cache=None, show_progress: bool = False) -> dict:
+    """A `Passkey` task of `synthembed evaluate` (its spec carries `lengths` and `n`), called like the other task
+    types' evaluate(); the data is generated here, as it needs the embedder's tokenizer."""
+    return evaluate(embedder, task.lengths, task.n, instruction=instruction, batch_size=batch_size, cache=cache,
+                    show_progress=show_progress)

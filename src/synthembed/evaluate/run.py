@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from synthembed.config import ConfigError, Strict
-from synthembed.evaluate import evaluator
+from synthembed.evaluate import evaluator, passkey
 from synthembed.evaluate.cache import EmbeddingCache
+from synthembed.evaluate.mteb_adapter import load_mteb_tasks, run_mteb_tasks
 from synthembed.formats.beir import load_beir
 from synthembed.formats.datasets import (DataError, RetrievalData, load_classification, load_clustering, load_pairs,
                                          load_reranking, load_sts, load_tatoeba)
@@ -22,7 +23,7 @@ from synthembed.formats.offline import cache_dir
 log = logging.getLogger(__name__)
 
 TaskType = Literal["Retrieval", "STS", "BitextMining", "Classification", "Clustering", "PairClassification",
-                   "Reranking"]
+                   "Reranking", "Passkey"]
 LOADERS = {
     "Retrieval": lambda t: load_retrieval(t),
     "STS": lambda t: load_sts(t.path),
@@ -31,19 +32,29 @@ LOADERS = {
     "Clustering": lambda t: load_clustering(t.path),
     "PairClassification": lambda t: load_pairs(t.path),
     "Reranking": lambda t: load_reranking(t.path),
+    "Passkey": lambda t: t,  # generated when scored: its lengths are in the embedder's tokens
 }
 
 
 class TaskSpec(Strict):
     name: str  # also picks the paper's instruction for known MTEB names (e.g. SciFact, Banking77Classification)
     type: TaskType
-    path: Path
+    path: Path | None = None  # every type but Passkey reads its data here
     split: str = "test"
     lang: str | None = None  # BitextMining on a Tatoeba directory: e.g. "deu"
     instruction: str | None = None  # overrides the instruction map
     # Retrieval: a BEIR directory whose queries and qrels replace the task's own, e.g. de questions against the
     # en corpus (cross-lingual XQuAD); its qrels must name doc ids of `path`'s corpus
     queries: Path | None = None
+    # Passkey: document lengths in the embedder's tokens, and people (documents) per length
+    lengths: list[PositiveInt] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
+    n: int = Field(20, ge=2, le=len(passkey.FIRST) * len(passkey.LAST))
+
+    @model_validator(mode="after")
+    def _path_unless_generated(self):
+        if self.path is None and self.type != "Passkey":
+            raise ValueError(f"task {self.name!r}: a {self.type} task needs a path")
+        return self
 
 
 class EvaluateConfig(Strict):
@@ -56,12 +67,16 @@ class EvaluateConfig(Strict):
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
     query_template: str | None = None  # None: "Instruct: {instruction}\nQuery: {text}" (see HFEmbedder)
     cache: bool = True  # corpus embeddings on disk, keyed by (model fingerprint, text)
+    mteb_tasks: list[str] = Field(default_factory=list)  # mteb's own tasks by name, run through mteb (test extra)
+    rope_theta: float | None = Field(None, gt=0)  # load the model with this RoPE base (long-context passkey)
     dims: list[PositiveInt] | None = None  # Matryoshka: also score every task cut to these leading dims
 
 
 def parse_task(spec: str) -> TaskSpec:
     """`TYPE:PATH[:NAME]`, with `lang=xxx` allowed as NAME for Tatoeba, e.g. `Retrieval:data/scifact:SciFact`."""
     parts = spec.split(":")
+    if parts[0].lower() == "passkey":
+        return parse_passkey(spec, parts)
     if len(parts) < 2:
         raise ConfigError(f"--task {spec!r}: expected TYPE:PATH[:NAME], TYPE one of {list(LOADERS)}")
     kind = next((t for t in LOADERS if t.lower() == parts[0].lower()), None)
@@ -70,6 +85,17 @@ def parse_task(spec: str) -> TaskSpec:
     name = parts[2] if len(parts) > 2 else Path(parts[1]).stem
     lang = parts[3] if len(parts) > 3 else None
     return TaskSpec(name=name, type=kind, path=Path(parts[1]), lang=lang)
+
+
+def parse_passkey(spec: str, parts: list[str]) -> TaskSpec:
+    """`Passkey[:LENGTH,LENGTH...[:NAME]]`, lengths in tokens, e.g. `Passkey:256,512,1024`."""
+    try:
+        lengths = [int(x) for x in parts[1].split(",")] if len(parts) > 1 and parts[1] else None
+    except ValueError:
+        raise ConfigError(f"--task {spec!r}: expected Passkey:LENGTH[,LENGTH...][:NAME] with lengths in tokens, "
+                          f"e.g. Passkey:256,512,1024") from None
+    return TaskSpec(name=parts[2] if len(parts) > 2 else "Passkey", type="Passkey",
+                    **({"lengths": lengths} if lengths else {}))
 
 
 def load_retrieval(task: TaskSpec) -> RetrievalData:
@@ -98,11 +124,12 @@ def dims_to_score(dims: list[int] | None, full: int | None) -> list[int | None]:
 def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) -> list[dict]:
     from synthembed.model.load import load_embedder
 
-    if not cfg.tasks:
-        raise ConfigError("no tasks: give --task TYPE:PATH[:NAME] or a config with evaluate.tasks")
+    if not cfg.tasks and not cfg.mteb_tasks:
+        raise ConfigError("no tasks: give --task TYPE:PATH[:NAME], --mteb TASK or a config with evaluate.tasks")
     data = [(task, LOADERS[task.type](task)) for task in cfg.tasks]  # bad data fails before any encoding
+    mteb_tasks = load_mteb_tasks(cfg.mteb_tasks) if cfg.mteb_tasks else []
     embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
-                                         query_template=cfg.query_template)
+                                         query_template=cfg.query_template, rope_theta=cfg.rope_theta)
     cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
     if cfg.dims and cache is None:  # each text is still encoded once for all dims
         cache = EmbeddingCache(None, embedder.fingerprint)
@@ -112,13 +139,14 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
     for task, loaded in data:
         # "" keeps queries as they are (e.g. the pipeline's held-out queries, formatted already), where None
         # would let a model's saved query prompt prefix them
-        instruction = "" if task.instruction == "" else instruction_for(task.name, task.type, task.instruction)
+        override = passkey.INSTRUCTION if task.type == "Passkey" and task.instruction is None else task.instruction
+        instruction = "" if override == "" else instruction_for(task.name, task.type, override)
+        score = passkey.evaluate_task if task.type == "Passkey" else evaluator(task.type)
         for dim in dims_to_score(cfg.dims, getattr(embedder, "dim", None)):  # None: the full size
             name = task.name if dim is None else f"{task.name}@{dim}"
             t0 = time.perf_counter()
-            scores = evaluator(task.type)(embedder, loaded, instruction, batch_size=cfg.batch_size,
-                                          cache=None if cache is None else cache.at_dim(dim),
-                                          show_progress=show_progress)
+            scores = score(embedder, loaded, instruction, batch_size=cfg.batch_size,
+                           cache=None if cache is None else cache.at_dim(dim), show_progress=show_progress)
             result = {"task_name": name, "task_type": task.type, "model": embedder.name,
                       "fingerprint": embedder.fingerprint, "instruction": instruction, **({"dim": dim} if dim else {}),
                       "main_score": scores["main_score"], "scores": scores,
@@ -126,4 +154,8 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
             (out / f"{name}.json").write_text(json.dumps(result, indent=1))
             log.info("%s %s: %.4f", embedder.name, name, scores["main_score"])
             results.append(result)
+    for result in run_mteb_tasks(mteb_tasks, embedder, cfg.batch_size, show_progress):
+        (out / f"{result['task_name']}.json").write_text(json.dumps(result, indent=1))
+        log.info("%s %s: %.4f", embedder.name, result["task_name"], result["main_score"])
+        results.append(result)
     return results

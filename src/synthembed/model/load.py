@@ -7,6 +7,7 @@ from pathlib import Path
 
 from synthembed.formats.offline import OfflineModelError, cached, gguf_to_hf, smollm2_135m
 from synthembed.model.embedder import HFEmbedder
+from synthembed.model.rope import with_rope_theta
 
 
 def minilm() -> Path:
@@ -43,7 +44,12 @@ def model_path(name_or_path: str | Path) -> Path:
     return path
 
 
-def load_embedder(name_or_path: str | Path, **options) -> HFEmbedder:
-    """`options` go to HFEmbedder (pooling, max_length, query_template, dtype, device)."""
+def load_embedder(name_or_path: str | Path, rope_theta: float | None = None, **options) -> HFEmbedder:
+    """`options` go to HFEmbedder (pooling, max_length, query_template, dtype, device). `rope_theta`: load a copy
+    with that RoPE base (the paper's long-context experiment); its name says so, so reports keep both apart."""
     path = model_path(name_or_path)
-    return HFEmbedder(path, name=options.pop("name", None) or Path(str(name_or_path)).name, **options)
+    name = options.pop("name", None) or Path(str(name_or_path)).name
+    if rope_theta:
+        path = with_rope_theta(path, rope_theta)
+        name = f"{name}-rope-theta" + f"{rope_theta:g}".replace("e+", "e")
+    return HFEmbedder(path, name=name, **options)

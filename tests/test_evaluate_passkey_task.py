@@ -1,0 +1,130 @@
+"""Passkey as a task type of `synthembed evaluate` and `--rope-theta`, on a tiny random decoder: the task runs
+through the CLI and writes its JSON, the RoPE base really reaches the model, and bad specs fail clearly."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from synthembed.cli import app
+from synthembed.config import ConfigError, load_config
+from synthembed.evaluate import passkey
+from synthembed.evaluate.run import EvaluateConfig, parse_task
+from synthembed.model.embedder import HFEmbedder
+from synthembed.model.load import load_embedder
+from synthembed.model.rope import with_rope_theta
+from synthembed.testing.tiny import tiny_decoder, tiny_encoder
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory) -> Path:
+    return tiny_decoder(tmp_path_factory.mktemp("dec"))
+
+
+def evaluate(*args: str):
+    return CliRunner().invoke(app, ["evaluate", *args, "-q", "--set", "cache=false"])
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("error: ")]
+
+
+def hand_accuracy(embedder, length: int, n: int) -> float:
+    """Top-1 accuracy computed here from the generated data, as the independent reference."""
+    data = passkey.make_passkey_data(embedder.tokenizer, length, n)
+    docs = embedder.encode(data.documents, "document")
+    queries = embedder.encode(data.queries, "query", passkey.INSTRUCTION)
+    hits = [int(np.argmax([q @ d for d in docs])) == i for i, q in enumerate(queries)]
+    return sum(hits) / n
+
+
+def test_passkey_task_runs_through_the_cli(decoder, tmp_path, one_thread):
+    out = tmp_path / "run"
+    result = evaluate("-m", str(decoder), "-t", "Passkey:64,96:PK", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "PK.json").read_text())
+    assert saved["task_type"] == "Passkey" and saved["instruction"] == passkey.INSTRUCTION
+    assert set(saved["scores"]) == {"main_score", "accuracy_at_64", "accuracy_at_96"}
+    embedder = HFEmbedder(decoder)
+    for length in (64, 96):
+        assert saved["scores"][f"accuracy_at_{length}"] == pytest.approx(hand_accuracy(embedder, length, 20))
+    assert saved["main_score"] == pytest.approx((saved["scores"]["accuracy_at_64"] +
+                                                 saved["scores"]["accuracy_at_96"]) / 2)
+    assert "PK" in (out / "report.md").read_text()
+
+
+def test_passkey_from_a_config_with_lengths_and_n(decoder, tmp_path):
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"evaluate:\n  model: {decoder}\n  output_dir: {tmp_path / 'run'}\n  cache: false\n"
+                      "  tasks:\n    - {name: Keys, type: Passkey, lengths: [80], n: 5}\n")
+    result = CliRunner().invoke(app, ["evaluate", "-c", str(config), "-q"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "Keys.json").read_text())
+    assert saved["main_score"] == pytest.approx(hand_accuracy(HFEmbedder(decoder), 80, 5))
+
+
+def test_rope_theta_reaches_the_model_config_and_vectors(decoder, tmp_path):
+    plain, changed = load_embedder(decoder), load_embedder(decoder, rope_theta=1e5)
+    assert plain.config.rope_parameters["rope_theta"] == 1e4
+    assert changed.config.rope_parameters["rope_theta"] == 1e5
+    text = ["Alice Abbott's passkey is 12345. Remember it. The grass is green."]
+    assert not np.allclose(plain.encode(text), changed.encode(text), atol=1e-4)
+    out = tmp_path / "run"
+    result = evaluate("-m", str(decoder), "-t", "Passkey:64", "--rope-theta", "1e5", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "Passkey.json").read_text())
+    assert saved["model"] == f"{decoder.name}-rope-theta100000"
+    assert saved["fingerprint"] == changed.fingerprint != plain.fingerprint
+    assert saved["main_score"] == pytest.approx(hand_accuracy(changed, 64, 20))
+
+
+def test_rope_theta_is_refused_for_a_model_without_rope(tmp_path):
+    encoder = tiny_encoder(tmp_path / "bert")
+    result = evaluate("-m", str(encoder), "-t", "Passkey:64", "--rope-theta", "1e5", "-o", str(tmp_path / "o"))
+    lines = error_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "bert has no RoPE base" in lines[0] and str(encoder) in lines[0]
+
+
+def test_rope_theta_on_per_layer_type_parameters(tmp_path):
+    """Gemma 3 keeps one RoPE base per attention type: the global layers get the new base, the sliding-window
+    layers keep theirs."""
+    from transformers import AutoConfig, Gemma3TextConfig
+
+    src = tmp_path / "gemma"
+    Gemma3TextConfig(num_hidden_layers=2).save_pretrained(src)
+    config = AutoConfig.from_pretrained(with_rope_theta(src, 4e6, tmp_path / "out"))
+    assert config.rope_parameters["full_attention"]["rope_theta"] == 4e6
+    assert config.rope_parameters["sliding_attention"]["rope_theta"] == 1e4
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("Passkey:256,abc", "expected Passkey:LENGTH[,LENGTH...][:NAME]"),
+    ("Passkey:0,256", "greater than 0"),
+])
+def test_bad_passkey_specs(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_task(spec)
+
+
+def test_passkey_spec_defaults_and_config_errors(tmp_path):
+    assert parse_task("Passkey").lengths == [256, 512, 1024] and parse_task("passkey:128").lengths == [128]
+    with pytest.raises(ConfigError, match="a Retrieval task needs a path"):
+        load_config(EvaluateConfig, None, {"tasks": [{"name": "R", "type": "Retrieval"}]})
+    with pytest.raises(ConfigError, match="'tasks.0.n'"):
+        load_config(EvaluateConfig, None, {"tasks": [{"name": "P", "type": "Passkey", "n": 1}]})
+    with pytest.raises(ConfigError, match="'rope_theta'"):
+        load_config(EvaluateConfig, None, {"rope_theta": 0})
+
+
+def test_bad_passkey_specs_through_the_cli(decoder, tmp_path):
+    bad = evaluate("-m", str(decoder), "-t", "Passkey:12x", "-o", str(tmp_path))
+    assert bad.exit_code == 2 and len(error_lines(bad)) == 1 and "12x" in error_lines(bad)[0]
+    short = evaluate("-m", str(decoder), "-t", "Passkey:20", "-o", str(tmp_path))
+    assert short.exit_code == 2 and error_lines(short) == [
+        "error: length 20 is too short for the passkey sentence"]
