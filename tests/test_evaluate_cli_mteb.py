@@ -74,15 +74,17 @@ def reference_scores(decoder: Path, task_name: str) -> dict:
             **{split: {row["hf_subset"]: row for row in rows} for split, rows in outcome.scores.items()}}
 
 
-def test_mock_tasks_through_the_cli_score_as_mteb_does(decoder, tmp_path, one_thread):
+def test_mock_tasks_through_the_cli_score_as_mteb_does(decoder, tmp_path, one_thread, caplog):
     sts = tmp_path / "sts.tsv"
     sts.write_text("\n".join(f"g\tx\ty\t{i}\t{i % 5}.0\tsentence {i} about cats\tsentence {i} on cats"
                              for i in range(8)))
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["evaluate", "-m", str(decoder), "--mteb", "MockRetrievalTask,MockSTSTask",
                                       "--mteb", "MockClassificationTask", "-t", f"STS:{sts}:OwnSTS", "-o", str(out),
-                                      "-q", "--set", "cache=false"])
+                                      "--dims", "32", "-q", "--set", "cache=false"])
     assert result.exit_code == 0, result.output
+    assert "mteb tasks are scored at the full size only" in caplog.text
+    assert (out / "OwnSTS@32.json").exists() and not list(out.glob("Mock*@32.json"))
     for name in MOCKS:
         saved = json.loads((out / f"{name}.json").read_text())
         assert saved["task_name"] == name and saved["model"] == decoder.name

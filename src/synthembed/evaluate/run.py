@@ -128,6 +128,8 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
         raise ConfigError("no tasks: give --task TYPE:PATH[:NAME], --mteb TASK or a config with evaluate.tasks")
     data = [(task, LOADERS[task.type](task)) for task in cfg.tasks]  # bad data fails before any encoding
     mteb_tasks = load_mteb_tasks(cfg.mteb_tasks) if cfg.mteb_tasks else []
+    if cfg.dims and mteb_tasks:  # mteb takes the encoder's vectors as they come
+        log.warning("evaluate.dims: mteb tasks are scored at the full size only")
     embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
                                          query_template=cfg.query_template, rope_theta=cfg.rope_theta)
     cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
