@@ -5,8 +5,11 @@ InstructionRetrieval query's own instruction). Queries get the paper's instructi
 embedded as they are; tasks with no query/document sides (STS, classification, clustering ...) arrive with
 prompt_type None and are embedded as instructed queries, as the paper does for symmetric tasks.
 
-mteb is a test-only extra (`pip install 'synthembed[test]'`): it is imported when `MtebEncoder` is first looked up,
-never by importing this module.
+`synthembed evaluate --mteb TASK,...` runs mteb's own tasks this way (`load_mteb_tasks`, then `run_mteb_tasks`) and
+writes each result in the shape of our own evaluators' (evaluate/run.py).
+
+mteb is a test-only extra (`pip install 'synthembed[test]'`): it is imported when `MtebEncoder` or one of those
+functions is first used, never by importing this module.
 """
 
 from __future__ import annotations
@@ -162,10 +165,4 @@ def result_row(task, outcome, embedder: Embedder, instruction: str | None, secon
     return {"task_name": task.metadata.name, "task_type": str(task.metadata.type), "model": embedder.name,
             "fingerprint": embedder.fingerprint, "instruction": instruction, "main_score": main,
             "scores": {"main_score": main, "main_metric": task.metadata.main_score, **by_split},
-            "evaluation_time": round(seconds, 2), "mteb_version": mteb_version()}
-
-
-def mteb_version() -> str:
-    from importlib.metadata import version
-
-    return version("mteb")
+            "evaluation_time": round(seconds, 2), "mteb_version": import_mteb().__version__}
