@@ -91,3 +91,17 @@ def test_bad_pipeline_config_names_the_field(tmp_path):
     path.write_text("train:\n  batch_size: zero\n")
     result = CliRunner().invoke(app, ["pipeline", "--config", str(path), "--dry-run"])
     assert result.exit_code == 2 and "train.batch_size" in result.output
+
+
+def test_an_added_option_left_unset_keeps_the_stage_keys_of_earlier_runs():
+    from typing import Optional
+
+    from synthembed.evaluate.run import EvaluateConfig
+    from synthembed.pipeline.run import fingerprint, settings
+
+    class Released(EvaluateConfig):  # a later release with one more option, off by default
+        new_option: Optional[int] = None
+
+    before = fingerprint(settings(EvaluateConfig(model="m"), {"output_dir"}))
+    assert fingerprint(settings(Released(model="m"), {"output_dir"})) == before
+    assert fingerprint(settings(Released(model="m", new_option=3), {"output_dir"})) != before

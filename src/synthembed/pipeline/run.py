@@ -38,6 +38,12 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def settings(cfg, exclude: set[str]) -> dict:
+    """A stage's settings as they enter its key. Unset options (None: a feature left off) are left out, so a
+    release that adds one keeps the keys of earlier runs and reruns nothing."""
+    return cfg.model_dump(mode="json", exclude=exclude, exclude_none=True)
+
+
 def run_stage(name: str, directory: Path, key: str, work: Callable[[], dict]) -> dict:
     """Run `work` unless `directory` holds a finished mark with this key; returns the stage's record."""
     mark = directory / MARK
@@ -86,7 +92,7 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
     extra = [s for s in cfg.train.data if Path(s.path) not in (cfg.generate.output_dir, gen.output_dir)]
     tr = cfg.train.model_copy(update={"output_dir": out / "train",
                                       "data": [DataSource(path=split_dir / "train.jsonl"), *extra]})
-    train_key = fingerprint(split_key, tr.model_dump(mode="json", exclude={"output_dir"}))
+    train_key = fingerprint(split_key, settings(tr, {"output_dir"}))
     stages.append(run_stage("train", tr.output_dir, train_key,
                             lambda: {"model": str(train(tr, show_progress=show_progress))}))
 
@@ -95,9 +101,8 @@ def run_pipeline(cfg: PipelineConfig, show_progress: bool = True) -> Path:
     runs = {}
     for label, model, upstream in (("base", cfg.train.model, split_key), ("trained", stages[-1]["model"], train_key)):
         ev = cfg.evaluate.model_copy(update={"model": model, "tasks": tasks, "output_dir": out / "evaluate" / label})
-        # where it runs does not change the scores beyond bf16 tolerance; an unset template keeps earlier keys
-        unset = {"query_template"} if ev.query_template is None else set()
-        key = fingerprint(upstream, label, ev.model_dump(mode="json", exclude={"output_dir", "device", *unset}))
+        # where it runs does not change the scores beyond bf16 tolerance
+        key = fingerprint(upstream, label, settings(ev, {"output_dir", "device"}))
         stages.append(run_stage(f"evaluate {label}", ev.output_dir, key,
                                 lambda ev=ev: {"scores": {r["task_name"]: r["main_score"]
                                                           for r in evaluate_with_per_query(ev, show_progress)}}))
