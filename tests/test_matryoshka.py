@@ -1,21 +1,16 @@
 """Matryoshka training: the loss against a hand-written cross-entropy per dim, the setting's checks, and the
-gradient cache and two processes giving the gradients of the plain Matryoshka loss on the whole batch."""
-
-import dataclasses
-import socket
+gradient cache giving the gradients of the plain Matryoshka loss (two processes: tests/test_train_gradients.py)."""
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from pydantic import ValidationError
 
 from synthembed.data.pairs import TrainPair
 from synthembed.train.config import TrainConfig
 from synthembed.train.loss import info_nce, matryoshka_info_nce, resolve_matryoshka
-from synthembed.train.step import batch_loss, make_batch, step, tokenizer_for
-from tests.test_train_gradients import DUPLICATED, assert_same, decoder, embedder_for  # noqa: F401
+from synthembed.train.step import batch_loss, make_batch
+from tests.test_train_gradients import DUPLICATED, assert_same, decoder, embedder_for, grads_of  # noqa: F401
 
 TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 
@@ -89,59 +84,16 @@ def test_bad_settings_are_refused_naming_the_setting(settings, message):
     assert "matryoshka" in str(err.value)
 
 
-def grads_of(embedder, batch, dims, chunk_size=None, tau=0.05) -> tuple[float, dict]:
-    embedder.model.zero_grad(set_to_none=True)
-    loss = step(embedder.forward, tokenizer_for(embedder, 48, 48), batch, tau, chunk_size, matryoshka=dims)
-    return loss, {n: p.grad.clone() for n, p in embedder.model.named_parameters() if p.requires_grad}
-
-
 DIMS = [(8, 1.0), (32, 0.5), (64, 1.0)]
 
 
 def test_gradient_cache_equals_the_plain_matryoshka_loss(decoder, one_thread):  # noqa: F811
     embedder = embedder_for(decoder)
     batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
-    plain_loss, plain = grads_of(embedder, batch, DIMS)
-    full_only, _ = grads_of(embedder, batch, None)
+    plain_loss, plain = grads_of(embedder, batch, matryoshka=DIMS)
+    full_only, _ = grads_of(embedder, batch)
     assert plain_loss != pytest.approx(full_only, rel=1e-3)  # the small dims really take part
     for chunk in (1, 3):
-        loss, cached = grads_of(embedder, batch, DIMS, chunk_size=chunk)
+        loss, cached = grads_of(embedder, batch, chunk_size=chunk, matryoshka=DIMS)
         assert loss == pytest.approx(plain_loss, rel=1e-5)
         assert_same(cached, plain)
-
-
-def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        embedder = embedder_for(path)
-        batch = make_batch(DUPLICATED[rank * 4 : (rank + 1) * 4], embedder.query_template, hard_negatives=2)
-        results = {}
-        for chunk in (None, 2):
-            loss, grads = grads_of(embedder, batch, DIMS, chunk_size=chunk)
-            for g in grads.values():  # what DDP does after backward: average over processes
-                dist.all_reduce(g)
-                g /= world
-            total = torch.tensor([loss])
-            dist.all_reduce(total)
-            results[chunk] = (float(total) / world, grads)
-        torch.save(results, f"{out}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-@pytest.mark.timeout(300)
-def test_two_processes_equal_one_process_with_the_whole_batch(decoder, tmp_path, one_thread):  # noqa: F811
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, str(decoder), str(tmp_path)), nprocs=2, join=True)
-    embedder = embedder_for(decoder)
-    batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
-    loss, whole = grads_of(embedder, batch, DIMS)
-    unmasked, _ = grads_of(embedder, dataclasses.replace(batch, doc_keys=None), DIMS)
-    assert unmasked != pytest.approx(loss, rel=1e-4)  # the duplicate really is masked in the reference
-    for rank in (0, 1):
-        for chunk, (dist_loss, grads) in torch.load(tmp_path / f"rank{rank}.pt").items():
-            assert dist_loss == pytest.approx(loss, rel=1e-5), chunk
-            assert_same(grads, whole)

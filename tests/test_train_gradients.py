@@ -44,9 +44,9 @@ def embedder_for(path, dropout=0.0, checkpointing=False):
     return embedder
 
 
-def grads_of(embedder, batch: Batch, chunk_size=None, tau=0.05) -> tuple[float, dict]:
+def grads_of(embedder, batch: Batch, chunk_size=None, tau=0.05, matryoshka=None) -> tuple[float, dict]:
     embedder.model.zero_grad(set_to_none=True)
-    loss = step(embedder.forward, tokenizer_for(embedder, 48, 48), batch, tau, chunk_size)
+    loss = step(embedder.forward, tokenizer_for(embedder, 48, 48), batch, tau, chunk_size, matryoshka=matryoshka)
     return loss, {n: p.grad.clone() for n, p in embedder.model.named_parameters() if p.requires_grad}
 
 
@@ -93,7 +93,7 @@ def test_gradient_cache_replays_dropout_masks(decoder, one_thread):
     assert_same(cached, {n: p.grad for n, p in embedder.model.named_parameters() if p.requires_grad})
 
 
-def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
+def _worker(rank: int, world: int, port: int, path: str, out: str, matryoshka) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -102,7 +102,7 @@ def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
         batch = make_batch(local, embedder.query_template, hard_negatives=2)
         results = {}
         for chunk in (None, 2):
-            loss, grads = grads_of(embedder, batch, chunk_size=chunk)
+            loss, grads = grads_of(embedder, batch, chunk_size=chunk, matryoshka=matryoshka)
             for g in grads.values():  # what DDP does after backward: average over processes
                 dist.all_reduce(g)
                 g /= world
@@ -115,15 +115,17 @@ def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_two_processes_equal_one_process_with_the_whole_batch(decoder, tmp_path, one_thread):
+@pytest.mark.parametrize("matryoshka", [None, [(8, 1.0), (32, 0.5), (64, 1.0)]], ids=["plain", "matryoshka"])
+def test_two_processes_equal_one_process_with_the_whole_batch(decoder, tmp_path, one_thread, matryoshka):
+    """Gathered vectors, cut after the gather under Matryoshka: the loss and gradients of the whole batch."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, str(decoder), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, port, str(decoder), str(tmp_path), matryoshka), nprocs=2, join=True)
     embedder = embedder_for(decoder, checkpointing=True)
     batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
-    loss, whole = grads_of(embedder, batch)
-    unmasked, _ = grads_of(embedder, dataclasses.replace(batch, doc_keys=None))
+    loss, whole = grads_of(embedder, batch, matryoshka=matryoshka)
+    unmasked, _ = grads_of(embedder, dataclasses.replace(batch, doc_keys=None), matryoshka=matryoshka)
     assert unmasked != pytest.approx(loss, rel=1e-4)  # the duplicate really is masked in the reference
     for rank in (0, 1):
         results = torch.load(tmp_path / f"rank{rank}.pt")
