@@ -166,9 +166,9 @@ def main() -> None:
             models = smoke_models(Path(tmp))
             counts = dict.fromkeys(models, 16)
         else:
-            from synthembed.model.load import model_path
+            from synthembed.formats.offline import resolve
 
-            models = {name: model_path(name) for name in args.models.split(",")}
+            models = {name: resolve(name) for name in args.models.split(",")}
             counts = {name: args.minilm_n if name == "minilm" else args.gemma_n for name in models}
         for name, path in models.items():
             texts = load_texts(counts[name])

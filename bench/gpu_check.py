@@ -88,9 +88,9 @@ def models(check: Check) -> dict[str, Path]:
 
         tiny = tiny_decoder(check.work / "dec")
         return {"tiny-decoder": tiny, "tiny-from-config": decoder_from_config(check.work / "d2", tiny, TINY)}
-    from synthembed.model.load import model_path
+    from synthembed.formats.offline import resolve
 
-    gemma = model_path("gemma-270m")
+    gemma = resolve("gemma-270m")
     return {"gemma-270m": gemma, "decoder-1B (random)": decoder_from_config(check.work / "1b", gemma, ONE_B)}
 
 

@@ -165,10 +165,10 @@ def build_st(spec: dict):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    from synthembed.model.load import model_path
+    from synthembed.formats.offline import resolve
     from synthembed.train.export import append_eos
 
-    path, L = model_path(spec["model"]), spec["length"]
+    path, L = resolve(spec["model"]), spec["length"]
     if spec["model"] == "gemma-270m":  # decoder: last token, with EOS appended after truncation as ours does
         transformer = Transformer(str(path), max_seq_length=L)
         st = SentenceTransformer(modules=[transformer, Pooling(transformer.get_embedding_dimension(),

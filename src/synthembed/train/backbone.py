@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 def resolve_backbone(name: str) -> Path | str:
     """Offline short names and directories to a path; anything else is left for the hub."""
-    from synthembed.model.load import EMBEDDING_MODELS, model_path
+    from synthembed.formats.offline import OFFLINE_MODELS, resolve
 
-    if name in EMBEDDING_MODELS or Path(name).expanduser().is_dir():
-        return model_path(name)
+    if name in OFFLINE_MODELS or Path(name).expanduser().is_dir():
+        return resolve(name)
     return name
 
 

@@ -128,7 +128,7 @@ def write_sentence_transformers(out: Path, embedder: HFEmbedder, cfg: TrainConfi
 
 def base_model_id(name: str) -> str:
     """The card's base_model: the hub id behind a short name, a directory's absolute path, else the id as given."""
-    from synthembed.model.load import HUB_IDS
+    from synthembed.formats.offline import HUB_IDS
 
     if name in HUB_IDS:
         return HUB_IDS[name]
