@@ -15,8 +15,6 @@ from synthembed.tasks.families import FAMILIES, Family
 from synthembed.tasks.text import count_words, is_degenerate
 
 MIN_FRACTION = 0.4  # documents must reach this share of the requested word count
-SHORT_MAX_WORDS = 40  # "very short (a sentence or a phrase)"
-LONG_LONG_WORDS = 300
 MIN_COPY_WORDS = 5  # keyword queries of <= 4 words are fine as a document title
 
 
@@ -37,11 +35,11 @@ _BOUND_RE = re.compile(r"(less than|fewer than|at most|at least|more than)?\s*(\
 
 
 def _length_reason(family: Family, out: dict, params: dict) -> str | None:
-    if family.name == "short-short":
-        return "too_long" if any(count_words(out[k]) > SHORT_MAX_WORDS for k in family.keys) else None
-    if family.name == "long-long":
-        long_enough = all(count_words(out[k]) >= MIN_FRACTION * LONG_LONG_WORDS for k in family.keys)
-        return None if long_enough else "too_short"
+    words = [count_words(out[k]) for k in family.keys]
+    if family.max_words and max(words) > family.max_words:
+        return "too_long"
+    if family.min_words and min(words) < MIN_FRACTION * family.min_words:
+        return "too_short"
     # num_words: an int (retrieval documents) or a phrase like "less than 10" / "at least 50".
     m = _BOUND_RE.search(str(params.get("num_words", ""))) if family.bounded_keys else None
     if m is None:

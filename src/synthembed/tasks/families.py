@@ -57,6 +57,9 @@ class Family:
     brainstorm: str | None
     symmetric: bool
     length_bounded: tuple[str, ...] = ()  # roles whose length the `num_words` placeholder sets
+    # fixed lengths the prompt asks of every role: "very short" (short-short), "at least 300 words" (long-long)
+    max_words: int | None = None
+    min_words: int | None = None
     query_not_in_positive: bool = False  # the positive must not paste the query in (query -> document tasks)
 
     @property
@@ -281,6 +284,7 @@ _FAMILY_LIST = (
         brainstorm=_BRAINSTORM_SHORT_MATCHING,
         symmetric=False,
         query_not_in_positive=True,
+        max_words=40,  # "a sentence or a phrase"
     ),
     Family(
         name="long-long",
@@ -292,6 +296,7 @@ _FAMILY_LIST = (
         brainstorm=_BRAINSTORM_LONG_MATCHING,
         symmetric=False,
         query_not_in_positive=True,
+        min_words=300,
     ),
     Family(
         name="sts",
