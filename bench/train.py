@@ -86,7 +86,7 @@ def prepare(spec: dict):
             if not getattr(ours, "autocast", False):
                 autocast_forward(ours.model)
                 ours.autocast = True
-            tokenize = tokenizer_for(ours, L, L, cfg.pad_to_multiple_of or 1)
+            tokenize = tokenizer_for(ours, L, L, cfg.pad_multiple(ours.device.type))
             model = ours.model
 
             def run(batch):

@@ -136,3 +136,10 @@ def test_pipeline_plan_counts_held_out_examples_and_max_steps():
     cfg = PipelineConfig.model_validate({"holdout": 0.25, "generate": {"num_examples": 144},
                                          "train": {"batch_size": 8, "epochs": 2}})
     assert "2 epoch(s): ~28 steps over ~108 examples" in dict(plan(cfg))["train"]
+
+
+def test_token_padding_is_8_on_gpus_and_none_on_cpus_unless_set():
+    from synthembed.train.config import TrainConfig
+
+    assert (TrainConfig().pad_multiple("cuda"), TrainConfig().pad_multiple("cpu")) == (8, 1)
+    assert TrainConfig(pad_to_multiple_of=64).pad_multiple("cpu") == 64

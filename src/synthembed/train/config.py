@@ -60,6 +60,10 @@ class TrainConfig(Strict):
     query_instruction: str = DEFAULT_QUERY_INSTRUCTION  # the exported model's default "query" prompt
     threads: int | None = Field(None, ge=1)  # CPU threads (torch.set_num_threads)
 
+    def pad_multiple(self, device_type: str) -> int:
+        """Token lengths are padded to a multiple of this: the setting, else 8 on GPUs, 1 on CPUs."""
+        return self.pad_to_multiple_of or (8 if device_type == "cuda" else 1)
+
     @field_validator("matryoshka_dims")
     @classmethod
     def _ascending_positive_dims(cls, dims):

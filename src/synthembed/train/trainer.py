@@ -68,8 +68,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
                   flops_per_token=4 if cfg.lora else 6)
     history = _resume(accelerator, out)
     start = len(history)
-    pad = cfg.pad_to_multiple_of or (8 if accelerator.device.type == "cuda" else 1)
-    tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length, pad)
+    tokenize = tokenizer_for(embedder, cfg.query_max_length, cfg.doc_max_length,
+                             cfg.pad_multiple(accelerator.device.type))
     model.train()
     with _progress(show_progress and accelerator.is_main_process) as progress:
         bar = progress.add_task("train", total=total, completed=start, loss=float("nan"), rate=0.0, mfu=0.0)
