@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,55 @@ def test_rope_theta_on_per_layer_type_parameters(tmp_path):
     from transformers import AutoConfig, Gemma3TextConfig
 
     src = tmp_path / "gemma"
-    Gemma3TextConfig(num_hidden_layers=2).save_pretrained(src)
+    Gemma3TextConfig(num_hidden_layers=6).save_pretrained(src)
     config = AutoConfig.from_pretrained(with_rope_theta(src, 4e6, tmp_path / "out"))
     assert config.rope_parameters["full_attention"]["rope_theta"] == 4e6
     assert config.rope_parameters["sliding_attention"]["rope_theta"] == 1e4
+
+
+def gemma3_config(path: Path, **rope_keys) -> Path:
+    """A Gemma 3 text config.json as the hub has them (5 sliding-window layers, then a global one), with only
+    the given RoPE keys."""
+    from transformers import Gemma3TextConfig
+
+    config = Gemma3TextConfig(num_hidden_layers=6).to_dict()
+    config.pop("rope_parameters")
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({**config, **rope_keys}))
+    return path
+
+
+@pytest.mark.parametrize("rope_keys, local", [
+    ({"rope_theta": 1e6, "rope_local_base_freq": 2e4}, 2e4),  # old style: top-level keys
+    ({}, 1e4),  # no key: transformers fills Gemma 3's class defaults
+])
+def test_rope_theta_on_gemma3_configs_without_rope_parameters(tmp_path, rope_keys, local):
+    from transformers import AutoConfig
+
+    src = gemma3_config(tmp_path / "gemma", **rope_keys)
+    config = AutoConfig.from_pretrained(with_rope_theta(src, 4e6, tmp_path / "out"))
+    assert config.rope_parameters["full_attention"]["rope_theta"] == 4e6
+    assert config.rope_parameters["sliding_attention"]["rope_theta"] == local
+
+
+def test_rope_theta_on_a_llama_config_without_rope_key(decoder, tmp_path):
+    """A config.json without rope_theta/rope_parameters still has RoPE (transformers' default base, 1e4)."""
+    src = tmp_path / "bare"
+    shutil.copytree(decoder, src)
+    config = json.loads((src / "config.json").read_text())
+    config.pop("rope_parameters", None), config.pop("rope_theta", None)
+    (src / "config.json").write_text(json.dumps(config))
+    plain, changed = load_embedder(src), load_embedder(src, rope_theta=1e5)
+    assert plain.config.rope_parameters["rope_theta"] == 1e4
+    assert changed.config.rope_parameters["rope_theta"] == 1e5
+    assert not np.allclose(plain.encode(["The grass is green."]), changed.encode(["The grass is green."]), atol=1e-4)
+
+
+def test_rope_variant_folder_is_reused_per_source_and_theta(decoder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHEMBED_CACHE", str(tmp_path / "cache"))
+    first, again, other = (with_rope_theta(decoder, t) for t in (1e5, 1e5, 2e5))
+    assert first == again != other and first.is_relative_to(tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "rope").iterdir())) == 2
 
 
 @pytest.mark.parametrize("spec, message", [
