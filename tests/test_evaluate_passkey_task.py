@@ -59,14 +59,36 @@ def test_passkey_task_runs_through_the_cli(decoder, tmp_path, one_thread):
     assert "PK" in (out / "report.md").read_text()
 
 
-def test_passkey_from_a_config_with_lengths_and_n(decoder, tmp_path):
+@pytest.mark.parametrize("spec, saved_as", [("{name: Keys, type: Passkey, lengths: [80], n: 5}", "Keys"),
+                                            ("{type: Passkey, lengths: [80], n: 5}", "Passkey")])
+def test_passkey_from_a_config_with_lengths_and_n(decoder, tmp_path, spec, saved_as):
     config = tmp_path / "eval.yaml"
     config.write_text(f"evaluate:\n  model: {decoder}\n  output_dir: {tmp_path / 'run'}\n  cache: false\n"
-                      "  tasks:\n    - {name: Keys, type: Passkey, lengths: [80], n: 5}\n")
+                      f"  tasks:\n    - {spec}\n")
     result = CliRunner().invoke(app, ["evaluate", "-c", str(config), "-q"])
     assert result.exit_code == 0, result.output
-    saved = json.loads((tmp_path / "run" / "Keys.json").read_text())
+    saved = json.loads((tmp_path / "run" / f"{saved_as}.json").read_text())
     assert saved["main_score"] == pytest.approx(hand_accuracy(HFEmbedder(decoder), 80, 5))
+
+
+def test_passkey_longer_than_max_length_is_refused_before_encoding(decoder, tmp_path):
+    """The tiny decoder reads 512 tokens, EOS among them: a 512-token document would be cut silently."""
+    out = tmp_path / "run"
+    result = evaluate("-m", str(decoder), "-t", "Passkey:64,512", "-o", str(out))
+    lines = error_lines(result)
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "length 512 (513 tokens with the special ones)" in lines[0] and "max_length 512" in lines[0]
+    assert "evaluate.max_length" in lines[0] and "--set max_length=513" in lines[0]
+    assert not list(out.glob("*.json"))
+    assert evaluate("-m", str(decoder), "-t", "Passkey:511", "-o", str(out), "--set", "batch_size=20").exit_code == 0
+
+
+def test_two_unnamed_passkey_tasks_are_refused_before_encoding(decoder, tmp_path):
+    result = evaluate("-m", str(decoder), "-t", "Passkey:64", "-t", "Passkey:96", "-o", str(tmp_path / "run"))
+    assert result.exit_code == 2 and error_lines(result) == [
+        "error: evaluate: task name 'Passkey' is given twice (each task writes NAME.json); give one of them "
+        "another name (TYPE:PATH:NAME, Passkey:LENGTHS:NAME or name: in a config)"]
+    assert not (tmp_path / "run").exists()
 
 
 def test_rope_theta_reaches_the_model_config_and_vectors(decoder, tmp_path):
@@ -151,10 +173,10 @@ def test_rope_variant_folder_is_reused_per_source_and_theta(decoder, tmp_path, m
 
 @pytest.mark.parametrize("spec, message", [
     ("Passkey:256,abc", "expected Passkey:LENGTH[,LENGTH...][:NAME]"),
-    ("Passkey:0,256", "greater than 0"),
+    ("Passkey:0,256", "--task 'Passkey:0,256': lengths.0: Input should be greater than 0"),
 ])
 def test_bad_passkey_specs(spec, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         parse_task(spec)
 
 
@@ -171,6 +193,8 @@ def test_passkey_spec_defaults_and_config_errors(tmp_path):
 def test_bad_passkey_specs_through_the_cli(decoder, tmp_path):
     bad = evaluate("-m", str(decoder), "-t", "Passkey:12x", "-o", str(tmp_path))
     assert bad.exit_code == 2 and len(error_lines(bad)) == 1 and "12x" in error_lines(bad)[0]
+    zero = evaluate("-m", str(decoder), "-t", "Passkey:0,256", "-o", str(tmp_path))
+    assert zero.exit_code == 2 and len(error_lines(zero)) == 1 == len(zero.output.strip().splitlines()), zero.output
     short = evaluate("-m", str(decoder), "-t", "Passkey:20", "-o", str(tmp_path))
     assert short.exit_code == 2 and error_lines(short) == [
         "error: length 20 is too short for the passkey sentence"]

@@ -2,9 +2,10 @@
 text with "{name}'s passkey is {number}. Remember it." hidden at a random depth; the query "What is {name}'s
 passkey?" must retrieve that person's document among the n. Scored as top-1 accuracy per document length.
 
-Lengths count the document's own tokens in the embedder's tokenizer (no special tokens). Documents longer than
-the embedder's max_length are truncated by the embedder, so a passkey beyond the window is lost: that is what the
-RoPE-base experiment probes; `model.rope.with_rope_theta` makes the model copy for it.
+Lengths count the document's own tokens in the embedder's tokenizer (no special tokens). `synthembed evaluate`
+refuses a length whose document (with the special tokens) does not fit the embedder's max_length, as the embedder
+would truncate it and a passkey beyond the cut would be lost silently; longer contexts need a larger max_length,
+and beyond the trained context a larger RoPE base (`model.rope.with_rope_theta` makes the model copy for it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synthembed.config import ConfigError
 from synthembed.evaluate.cache import embed
 from synthembed.model.protocol import Embedder
 
@@ -85,6 +87,21 @@ def accuracy(embedder: Embedder, data: PasskeyData, instruction: str | None = IN
     queries = embed(embedder, data.queries, "query", instruction, **opts)  # (n, dim)
     best = np.argmax(queries @ docs.T, axis=1)  # ties go to the first document
     return float(np.mean(best == np.arange(len(data.queries))))
+
+
+def check_lengths_fit(embedder: Embedder, name: str, lengths) -> None:
+    """Refuse lengths the embedder would truncate (its special tokens count too); embedders that do not say
+    their max_length or how they tokenize are not checked."""
+    max_length, token_ids = getattr(embedder, "max_length", None), getattr(embedder, "token_ids", None)
+    if not max_length or token_ids is None:
+        return
+    special = len(token_ids([""])[0])  # BOS/EOS and the like, around every document
+    too_long = [length for length in lengths if length + special > max_length]
+    if too_long:
+        raise ConfigError(f"Passkey task {name!r}: length {too_long[0]} ({too_long[0] + special} tokens with the special "
+                          f"ones) is above the model's max_length {max_length}, so documents would be truncated and passkeys lost; "
+                          f"raise evaluate.max_length (or --set max_length={too_long[0] + special}), which a "
+                          f"larger RoPE base (--rope-theta) lets the model use")
 
 
 def evaluate(embedder: Embedder, lengths=(256, 512, 1024), n: int = 20, seed: int = 0,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, ValidationError, model_validator
 
 from synthembed.config import ConfigError, Strict
 from synthembed.evaluate import evaluator, passkey
@@ -37,7 +37,7 @@ LOADERS = {
 
 
 class TaskSpec(Strict):
-    name: str  # also picks the paper's instruction for known MTEB names (e.g. SciFact, Banking77Classification)
+    name: str  # (Passkey: "Passkey" when unset) also picks the paper's instruction for known MTEB names (e.g. SciFact, Banking77Classification)
     type: TaskType
     path: Path | None = None  # every type but Passkey reads its data here
     split: str = "test"
@@ -49,6 +49,13 @@ class TaskSpec(Strict):
     # Passkey: document lengths in the embedder's tokens, and people (documents) per length
     lengths: list[PositiveInt] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
     n: int = Field(20, ge=2, le=len(passkey.FIRST) * len(passkey.LAST))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _passkey_default_name(cls, data):
+        if isinstance(data, dict) and data.get("type") == "Passkey" and "name" not in data:
+            return {**data, "name": "Passkey"}
+        return data
 
     @model_validator(mode="after")
     def _path_unless_generated(self):
@@ -94,8 +101,12 @@ def parse_passkey(spec: str, parts: list[str]) -> TaskSpec:
     except ValueError:
         raise ConfigError(f"--task {spec!r}: expected Passkey:LENGTH[,LENGTH...][:NAME] with lengths in tokens, "
                           f"e.g. Passkey:256,512,1024") from None
-    return TaskSpec(name=parts[2] if len(parts) > 2 else "Passkey", type="Passkey",
-                    **({"lengths": lengths} if lengths else {}))
+    try:
+        return TaskSpec(type="Passkey", **({"name": parts[2]} if len(parts) > 2 else {}),
+                        **({"lengths": lengths} if lengths else {}))
+    except ValidationError as err:  # one line, as the CLI's other errors, not pydantic's report
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"--task {spec!r}: {problems}") from None
 
 
 def load_retrieval(task: TaskSpec) -> RetrievalData:
@@ -126,12 +137,16 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
 
     if not cfg.tasks and not cfg.mteb_tasks:
         raise ConfigError("no tasks: give --task TYPE:PATH[:NAME], --mteb TASK or a config with evaluate.tasks")
+    refuse_duplicate_names(cfg)
     data = [(task, LOADERS[task.type](task)) for task in cfg.tasks]  # bad data fails before any encoding
     mteb_tasks = load_mteb_tasks(cfg.mteb_tasks) if cfg.mteb_tasks else []
     if cfg.dims and mteb_tasks:  # mteb takes the encoder's vectors as they come
         log.warning("evaluate.dims: mteb tasks are scored at the full size only")
     embedder = embedder or load_embedder(cfg.model, max_length=cfg.max_length, dtype=cfg.dtype, device=cfg.device,
                                          query_template=cfg.query_template, rope_theta=cfg.rope_theta)
+    for task in cfg.tasks:
+        if task.type == "Passkey":
+            passkey.check_lengths_fit(embedder, task.name, task.lengths)
     cache = EmbeddingCache(cache_dir() / "evaluate" / "embeddings", embedder.fingerprint) if cfg.cache else None
     if cfg.dims and cache is None:  # each text is still encoded once for all dims
         cache = EmbeddingCache(None, embedder.fingerprint)
@@ -139,25 +154,40 @@ def run_tasks(cfg: EvaluateConfig, embedder=None, show_progress: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for task, loaded in data:
-        # "" keeps queries as they are (e.g. the pipeline's held-out queries, formatted already), where None
-        # would let a model's saved query prompt prefix them
-        override = passkey.INSTRUCTION if task.type == "Passkey" and task.instruction is None else task.instruction
-        instruction = "" if override == "" else instruction_for(task.name, task.type, override)
-        score = passkey.evaluate_task if task.type == "Passkey" else evaluator(task.type)
         for dim in dims_to_score(cfg.dims, getattr(embedder, "dim", None)):  # None: the full size
-            name = task.name if dim is None else f"{task.name}@{dim}"
-            t0 = time.perf_counter()
-            scores = score(embedder, loaded, instruction, batch_size=cfg.batch_size,
-                           cache=None if cache is None else cache.at_dim(dim), show_progress=show_progress)
-            result = {"task_name": name, "task_type": task.type, "model": embedder.name,
-                      "fingerprint": embedder.fingerprint, "instruction": instruction, **({"dim": dim} if dim else {}),
-                      "main_score": scores["main_score"], "scores": scores,
-                      "evaluation_time": round(time.perf_counter() - t0, 2)}
-            (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-            log.info("%s %s: %.4f", embedder.name, name, scores["main_score"])
-            results.append(result)
+            results.append(_save_result(out, embedder, score_task(cfg, embedder, task, loaded, dim, cache,
+                                                                   show_progress)))
     for result in run_mteb_tasks(mteb_tasks, embedder, cfg.batch_size, show_progress):
-        (out / f"{result['task_name']}.json").write_text(json.dumps(result, indent=1))
-        log.info("%s %s: %.4f", embedder.name, result["task_name"], result["main_score"])
-        results.append(result)
+        results.append(_save_result(out, embedder, result))
     return results
+
+
+def refuse_duplicate_names(cfg: EvaluateConfig) -> None:
+    """Each task writes NAME.json: two tasks of one name would overwrite each other's result."""
+    names = [task.name for task in cfg.tasks] + list(cfg.mteb_tasks)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"evaluate: task name {twice[0]!r} is given twice (each task writes NAME.json); give "
+                          f"one of them another name (TYPE:PATH:NAME, Passkey:LENGTHS:NAME or name: in a config)")
+
+
+def score_task(cfg: EvaluateConfig, embedder, task: TaskSpec, loaded, dim: int | None, cache, show_progress) -> dict:
+    """One task's result, on vectors cut to `dim` (None: full size)."""
+    # "" keeps queries as they are (e.g. the pipeline's held-out queries, formatted already), where None
+    # would let a model's saved query prompt prefix them
+    override = passkey.INSTRUCTION if task.type == "Passkey" and task.instruction is None else task.instruction
+    instruction = "" if override == "" else instruction_for(task.name, task.type, override)
+    score = passkey.evaluate_task if task.type == "Passkey" else evaluator(task.type)
+    t0 = time.perf_counter()
+    scores = score(embedder, loaded, instruction, batch_size=cfg.batch_size,
+                   cache=None if cache is None else cache.at_dim(dim), show_progress=show_progress)
+    return {"task_name": task.name if dim is None else f"{task.name}@{dim}", "task_type": task.type,
+            "model": embedder.name, "fingerprint": embedder.fingerprint, "instruction": instruction,
+            **({"dim": dim} if dim else {}), "main_score": scores["main_score"], "scores": scores,
+            "evaluation_time": round(time.perf_counter() - t0, 2)}
+
+
+def _save_result(out: Path, embedder, result: dict) -> dict:
+    (out / f"{result['task_name']}.json").write_text(json.dumps(result, indent=1))
+    log.info("%s %s: %.4f", embedder.name, result["task_name"], result["main_score"])
+    return result
