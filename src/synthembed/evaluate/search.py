@@ -9,14 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from synthembed.formats.matryoshka import unit_rows as normalize
+
 FAISS_MIN_DOCS = 200_000  # below this the torch path is as fast and needs no extra package
-
-
-def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def top_k(queries: np.ndarray, docs: np.ndarray, k: int, *, backend: str = "auto",

@@ -1,5 +1,6 @@
 """Matryoshka embeddings: the leading dimensions a model was trained to use alone, recorded in its folder
-(`matryoshka.json`, written by training, read by serve and evaluate), and the truncation every stage applies."""
+(`matryoshka.json`, written by training, read by serve; evaluate scores the sizes given by `--dims`), and the
+truncation every stage applies."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def truncate(vectors: np.ndarray, dim: int, normalize: bool = True) -> np.ndarra
     """(n, D) -> (n, dim): the leading `dim` columns, re-normalised to unit length when `normalize` (cosine
     and dot product then agree again, as sentence-transformers' `truncate_dim` with normalisation)."""
     cut = np.asarray(vectors, dtype=np.float32)[:, :dim]
-    if not normalize:
-        return cut
-    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+    return unit_rows(cut) if normalize else cut
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
