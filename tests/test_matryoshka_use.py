@@ -121,6 +121,16 @@ def test_report_gives_each_dim_a_row_under_the_tasks_columns(tmp_path):
     assert "| m @16 | 25.00 | 50.00 | 37.50 |" in lines
 
 
+def test_report_averages_only_rows_with_every_task(tmp_path):
+    """With --mteb and --dims the @dim rows lack the mteb tasks: an average over fewer tasks would mislead."""
+    runs = {"m": [{"task_name": "Mine", "main_score": 0.5, "model": "m"},
+                  {"task_name": "Mine@16", "main_score": 0.25, "model": "m", "dim": 16},
+                  {"task_name": "MockSTSTask", "main_score": 0.75, "model": "m"}]}
+    lines = write_report(runs, tmp_path).read_text().splitlines()
+    assert "| m | 50.00 | 75.00 | 62.50 |" in lines
+    assert "| m @16 | 25.00 |  | — |" in lines
+
+
 def test_evaluate_command_takes_dims(exported, tmp_path):
     from typer.testing import CliRunner
 

@@ -23,7 +23,8 @@ def load_results(run_dir: Path) -> list[dict]:
 
 def write_report(runs: dict[str, list[dict]], out: Path, title: str = "Evaluation") -> Path:
     """`runs`: label -> results. Writes out/report.md and out/report.png; returns the markdown path.
-    Results scored at a Matryoshka dim (`dim`) get a row of their own, `label @dim`, under the task's column."""
+    Results scored at a Matryoshka dim (`dim`) get a row of their own, `label @dim`, under the task's column.
+    A row's average is over every column, so a row missing a task shows "—" instead."""
     runs = rows_by_dim(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -34,8 +35,9 @@ def write_report(runs: dict[str, list[dict]], out: Path, title: str = "Evaluatio
              header, "|---|" + "---:|" * (len(tasks) + 1)]
     for label, scores in table.items():
         cells = [f"{scores[t]:.2f}" if t in scores else "" for t in tasks]
-        mean = sum(scores.values()) / len(scores) if scores else float("nan")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean:.2f} |")
+        # a mean over fewer tasks (mteb tasks have no @dim rows; runs compared may differ) is not comparable
+        mean = f"{sum(scores[t] for t in tasks) / len(tasks):.2f}" if all(t in scores for t in tasks) else "—"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {mean} |")
     lines += ["", "![main scores](report.png)", ""]
     _chart(table, tasks, out / "report.png", title)
     path = out / "report.md"
