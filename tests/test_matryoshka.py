@@ -77,6 +77,8 @@ def test_dims_resolve_full_and_default_weights_and_refuse_sizes_above_the_model(
     ({"matryoshka_dims": [64, "half"]}, "matryoshka_dims"),
     ({"matryoshka_dims": [64, 128], "matryoshka_weights": [1.0]}, "one weight per dim"),
     ({"matryoshka_weights": [1.0]}, "one weight per dim"),
+    ({"matryoshka_dims": [64, 128], "matryoshka_weights": [1.0, 0.0]}, "greater than 0"),
+    ({"matryoshka_dims": [64, 128], "matryoshka_weights": [-1.0, 1.0]}, "greater than 0"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(settings, message):
     with pytest.raises(ValidationError, match=message) as err:

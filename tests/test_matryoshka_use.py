@@ -161,3 +161,17 @@ def test_training_run_checks_dims_against_the_model_and_exports_them(tmp_path, r
     with pytest.raises(ValueError, match="train.matryoshka_dims: 128 is above the model's hidden size 64"):
         train(cfg.model_copy(update={"matryoshka_dims": [16, 128], "output_dir": tmp_path / "bad"}),
               show_progress=False)
+
+
+def test_training_checks_dims_before_loading_the_weights(tmp_path, replay_data):
+    """A folder with only config.json: the dims are refused from it, before the (missing) weights are read."""
+    from synthembed.train.config import DataSource, TrainConfig
+    from synthembed.train.trainer import train
+
+    config_only = tmp_path / "config-only"
+    config_only.mkdir()
+    (config_only / "config.json").write_text((tiny_decoder(tmp_path / "base") / "config.json").read_text())
+    cfg = TrainConfig(model=str(config_only), data=[DataSource(path=replay_data / "sts.jsonl")], batch_size=4,
+                      max_steps=1, mixed_precision="no", output_dir=tmp_path / "run", matryoshka_dims=[16, 128])
+    with pytest.raises(ValueError, match="train.matryoshka_dims: 128 is above the model's hidden size 64"):
+        train(cfg, show_progress=False)

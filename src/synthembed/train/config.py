@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from synthembed.config import Strict
 from synthembed.data.pairs import SourceKind
@@ -40,7 +40,7 @@ class TrainConfig(Strict):
     tau: float = Field(0.02, gt=0)
     # Matryoshka: the loss summed over embeddings cut to these leading dims ("full": the hidden size), ascending
     matryoshka_dims: list[int | Literal["full"]] | None = None
-    matryoshka_weights: list[float] | None = None  # one per dim, default 1 each (as sentence-transformers)
+    matryoshka_weights: list[PositiveFloat] | None = None  # one per dim, default 1 each (as sentence-transformers)
     batch_size: int = Field(16, ge=1)  # global: summed over processes
     chunk_size: int | None = Field(None, ge=1)  # gradient cache chunk; None: plain
     lr: float = Field(1e-4, gt=0)

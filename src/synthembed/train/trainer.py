@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from synthembed.data.mix import epoch_batches
 from synthembed.data.pairs import read_pairs
 from synthembed.model.flops import dense_params, device_peak
-from synthembed.train.backbone import build_embedder
+from synthembed.train.backbone import build_embedder, resolve_backbone
 from synthembed.train.config import TrainConfig
 from synthembed.train.distributed import mean_across
 from synthembed.train.engine import configure_deepspeed, engine_hooks, is_deepspeed, make_accelerator
@@ -44,9 +44,10 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes ({world})")
     sources = _read_sources(cfg)
+    # from the config alone: a wrong dim fails before the weights load (minutes for a 7B model)
+    matryoshka = resolve_matryoshka(cfg.matryoshka_dims, cfg.matryoshka_weights, _hidden_size(cfg.model))
     set_seed(cfg.seed)
     embedder = build_embedder(cfg)
-    matryoshka = resolve_matryoshka(cfg.matryoshka_dims, cfg.matryoshka_weights, embedder.dim)
     params = [p for p in embedder.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     batches = _batches(cfg, sources, epoch=0)  # the current epoch's batches, cut once per epoch
@@ -99,6 +100,12 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> Path:
                 _checkpoint(accelerator, out, history)
     _checkpoint(accelerator, out, history)
     return export(accelerator, embedder, cfg, history)
+
+
+def _hidden_size(model: str) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(resolve_backbone(model)).get_text_config().hidden_size)
 
 
 class Meter:
