@@ -36,6 +36,11 @@ DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | c
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's).")]
 
 
+def comma_list(*values: str) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']; several values (a repeated option) are joined."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
 def embedder_from_flags(model: str, max_length: int | None, dtype: str, threads: int | None,
                         name: str | None = None, device: str = "auto"):
     import torch

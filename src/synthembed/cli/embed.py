@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from synthembed.cli.common import (ConfigOpt, DeviceOpt, DtypeOpt, ModelOpt, SetOpt, ThreadsOpt, app, console,
-                                   embedder_from_flags, guard)
+from synthembed.cli.common import (ConfigOpt, DeviceOpt, DtypeOpt, ModelOpt, SetOpt, ThreadsOpt, app, comma_list,
+                                   console, embedder_from_flags, guard)
 from synthembed.config import load_config, merge_dicts, parse_overrides
 
 
@@ -122,9 +122,9 @@ def evaluate(
         if task:
             overrides["tasks"] = [t.model_dump() for t in map(parse_task, task)]
         if dims:
-            overrides["dims"] = [d.strip() for d in dims.split(",") if d.strip()]
+            overrides["dims"] = comma_list(dims)
         if mteb:
-            overrides["mteb_tasks"] = [name.strip() for names in mteb for name in names.split(",") if name.strip()]
+            overrides["mteb_tasks"] = comma_list(*mteb)
         cfg = load_config(EvaluateConfig, config, merge_dicts(overrides, parse_overrides(set_ or [])),
                           section="evaluate")
         results = run_tasks(cfg, show_progress=not quiet)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from synthembed.cli.common import ConfigOpt, SetOpt, app, console, exit_stopped, guard
+from synthembed.cli.common import ConfigOpt, SetOpt, app, comma_list, console, exit_stopped, guard
 from synthembed.config import ConfigError, GenerateConfig, load_config, merge_dicts, parse_overrides
 
 
@@ -16,7 +16,7 @@ def _weighted(value: str | None, option: str) -> dict | list | None:
     """'en,de' -> ['en', 'de']; 'en:0.5,de:0.5' -> {'en': 0.5, 'de': 0.5}."""
     if not value:
         return None
-    parts = [p.strip() for p in value.split(",") if p.strip()]
+    parts = comma_list(value)
     if not any(":" in p for p in parts):
         return parts
     try:
