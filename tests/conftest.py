@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from synthembed.testing.replay_data import write_replay_data
+from synthembed.testing.tiny import tiny_decoder
 
 # The read-only spec and data sets beside the checkout; SYNTHEMBED_SHARED points elsewhere (a path that does not
 # exist shows what a fresh clone runs: only the tests that truly need these files skip).
@@ -43,12 +44,23 @@ def shared_frontier() -> Path:
 
 
 @pytest.fixture(scope="module")
+def decoder(tmp_path_factory) -> Path:
+    """A tiny random Llama decoder and its tokenizer (testing.tiny), built once per test module."""
+    return tiny_decoder(tmp_path_factory.mktemp("dec"))
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """Two torch threads on a busy 2-core machine spin against other processes and run up to 50x slower."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def error_lines(result) -> list[str]:
+    """The `error: ...` lines a CLI run printed (typer's CliRunner result)."""
+    return [line for line in result.output.splitlines() if line.startswith("error: ")]
 
 
 def write_rows(path: Path, rows) -> Path:

@@ -17,20 +17,11 @@ from typer.testing import CliRunner
 from synthembed.cli import app
 from synthembed.formats.instructions import instruction_for
 from synthembed.model.embedder import HFEmbedder
-from synthembed.testing.tiny import tiny_decoder
+from tests.conftest import error_lines
 
 mteb = pytest.importorskip("mteb")
 
 MOCKS = ["MockRetrievalTask", "MockSTSTask", "MockClassificationTask"]
-
-
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory) -> Path:
-    return tiny_decoder(tmp_path_factory.mktemp("dec"))
-
-
-def error_lines(result) -> list[str]:
-    return [line for line in result.output.splitlines() if line.startswith("error: ")]
 
 
 class Direct:
@@ -113,6 +104,15 @@ def test_unknown_mteb_task_lists_close_matches(decoder, tmp_path):
         assert result.exit_code == 2 and len(lines) == 1, result.output
         assert repr(wrong) in lines[0] and close in lines[0].split("close matches:")[1]
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_an_mteb_task_and_a_task_of_the_same_name_are_refused(decoder, tmp_path):
+    """Both would write MockSTSTask.json: refused before any data is read or text encoded."""
+    result = CliRunner().invoke(app, ["evaluate", "-m", str(decoder), "--mteb", "MockSTSTask", "-t",
+                                      f"STS:{tmp_path / 'never-read.tsv'}:MockSTSTask", "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and len(error_lines(result)) == 1, result.output
+    assert "task name 'MockSTSTask' is given twice" in error_lines(result)[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_unreachable_mteb_data_fails_in_one_line_naming_task_and_cache(decoder, tmp_path):

@@ -19,20 +19,12 @@ from synthembed.evaluate.run import EvaluateConfig, parse_task
 from synthembed.model.embedder import HFEmbedder
 from synthembed.model.load import load_embedder
 from synthembed.model.rope import with_rope_theta
-from synthembed.testing.tiny import tiny_decoder, tiny_encoder
-
-
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory) -> Path:
-    return tiny_decoder(tmp_path_factory.mktemp("dec"))
+from synthembed.testing.tiny import tiny_encoder
+from tests.conftest import error_lines
 
 
 def evaluate(*args: str):
     return CliRunner().invoke(app, ["evaluate", *args, "-q", "--set", "cache=false"])
-
-
-def error_lines(result) -> list[str]:
-    return [line for line in result.output.splitlines() if line.startswith("error: ")]
 
 
 def hand_accuracy(embedder, length: int, n: int) -> float:

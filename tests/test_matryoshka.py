@@ -10,7 +10,7 @@ from synthembed.data.pairs import TrainPair
 from synthembed.train.config import TrainConfig
 from synthembed.train.loss import info_nce, matryoshka_info_nce, resolve_matryoshka
 from synthembed.train.step import batch_loss, make_batch
-from tests.test_train_gradients import DUPLICATED, assert_same, decoder, embedder_for, grads_of  # noqa: F401
+from tests.test_train_gradients import DUPLICATED, assert_same, embedder_for, grads_of
 
 TEMPLATE = "Instruct: {instruction}\nQuery: {text}"
 
@@ -89,7 +89,7 @@ def test_bad_settings_are_refused_naming_the_setting(settings, message):
 DIMS = [(8, 1.0), (32, 0.5), (64, 1.0)]
 
 
-def test_gradient_cache_equals_the_plain_matryoshka_loss(decoder, one_thread):  # noqa: F811
+def test_gradient_cache_equals_the_plain_matryoshka_loss(decoder, one_thread):
     embedder = embedder_for(decoder)
     batch = make_batch(DUPLICATED, embedder.query_template, hard_negatives=2)
     plain_loss, plain = grads_of(embedder, batch, matryoshka=DIMS)
