@@ -48,14 +48,14 @@ class EmbeddingCache:
         self._where: dict[str, tuple[str, int]] = {}  # key -> (chunk id, row)
         self._chunks: dict[str, np.ndarray] = {}  # chunk id -> memory-mapped (n, dim)
         self._seen: set[str] = set()
-        self.dim: int | None = None  # vectors cut to their first `dim` dimensions (Matryoshka); None: full
+        self.cut_dim: int | None = None  # vectors cut to their first `cut_dim` dimensions (Matryoshka); None: full
         self.refresh()
 
     def at_dim(self, dim: int | None) -> EmbeddingCache:
         """This cache, sharing its index and files, returning vectors cut to `dim` (re-normalised when the
         call normalises); None: full vectors."""
         view = copy.copy(self)  # shallow: the index dicts are shared, so what one view encodes the others reuse
-        view.dim = dim
+        view.cut_dim = dim
         return view
 
     def refresh(self) -> None:
@@ -80,7 +80,7 @@ class EmbeddingCache:
                instruction: str | None = None, batch_size: int = 32, normalize: bool = True,
                show_progress: bool = False) -> np.ndarray:
         """Same result as embedder.encode(...) -> (len(texts), dim) float32, encoding only uncached texts; cut
-        to self.dim when set."""
+        to self.cut_dim when set."""
         if embedder.fingerprint != self.fingerprint:
             raise ValueError(f"cache holds vectors of {self.fingerprint!r}, not of {embedder.fingerprint!r}")
         keys = [text_key(t, role, instruction, normalize) for t in texts]
@@ -95,7 +95,7 @@ class EmbeddingCache:
                                                  show_progress=show_progress), dtype=np.float32)
             self._write(list(todo), vectors)
         vectors = self._gather(keys)
-        return vectors if self.dim is None or not len(keys) else truncate(vectors, self.dim, normalize)
+        return vectors if self.cut_dim is None or not len(keys) else truncate(vectors, self.cut_dim, normalize)
 
     def _write(self, keys: list[str], vectors: np.ndarray) -> None:
         chunk = uuid.uuid4().hex
