@@ -98,10 +98,11 @@ def check_lengths_fit(embedder: Embedder, name: str, lengths) -> None:
     special = len(token_ids([""])[0])  # BOS/EOS and the like, around every document
     too_long = [length for length in lengths if length + special > max_length]
     if too_long:
-        raise ConfigError(f"Passkey task {name!r}: length {too_long[0]} ({too_long[0] + special} tokens with the special "
-                          f"ones) is above the model's max_length {max_length}, so documents would be truncated and passkeys lost; "
-                          f"raise evaluate.max_length (or --set max_length={too_long[0] + special}), which a "
-                          f"larger RoPE base (--rope-theta) lets the model use")
+        raise ConfigError(f"Passkey task {name!r}: length {too_long[0]} ({too_long[0] + special} tokens with the "
+                          f"special ones) is above the model's max_length {max_length}, so documents would be "
+                          f"truncated and passkeys lost; raise evaluate.max_length (--set max_length="
+                          f"{too_long[0] + special}), with a larger RoPE base (--rope-theta) beyond the trained "
+                          f"context")
 
 
 def evaluate(embedder: Embedder, lengths=(256, 512, 1024), n: int = 20, seed: int = 0,

@@ -37,7 +37,8 @@ LOADERS = {
 
 
 class TaskSpec(Strict):
-    name: str  # (Passkey: "Passkey" when unset) also picks the paper's instruction for known MTEB names (e.g. SciFact, Banking77Classification)
+    # also picks the paper's instruction for known MTEB names (e.g. SciFact); Passkey tasks default to "Passkey"
+    name: str
     type: TaskType
     path: Path | None = None  # every type but Passkey reads its data here
     split: str = "test"
