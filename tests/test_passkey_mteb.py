@@ -111,7 +111,7 @@ def test_with_rope_theta(decoder_path, tmp_path):
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "config.json").write_text(json.dumps({"model_type": "mistral", "rope_theta": 1e4}))
-    assert json.loads((with_rope_theta(legacy, 1e6) / "config.json").read_text())["rope_theta"] == 1e6
+    assert json.loads((with_rope_theta(legacy, 1e6, tmp_path / "legacy-theta") / "config.json").read_text())["rope_theta"] == 1e6
 
 
 def test_training_takes_the_rope_base(decoder_path, tmp_path):

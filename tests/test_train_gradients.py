@@ -9,7 +9,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from synthembed.data.pairs import TrainPair
-from synthembed.testing.tiny import tiny_decoder
 from synthembed.train.backbone import build_embedder
 from synthembed.train.config import Lora, TrainConfig
 from synthembed.train.step import Batch, make_batch, step, tokenizer_for
@@ -55,11 +54,6 @@ def assert_same(a: dict, b: dict) -> None:
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4, msg=name)
     assert any(g.abs().sum() > 0 for g in a.values())
-
-
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory):
-    return tiny_decoder(tmp_path_factory.mktemp("dec"))
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])

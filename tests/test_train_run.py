@@ -27,11 +27,6 @@ QUERIES = ["how do vaccines work", "capital of france"]
 DOCS = ["Vaccines train the immune system to recognise a pathogen.", "Paris is the capital of France."]
 
 
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory):
-    return tiny_decoder(tmp_path_factory.mktemp("dec"))
-
-
 def recipe(model, data, out, **extra) -> list[str]:
     settings = {"batch_size": 4, "warmup_steps": 2, "lr": 1e-3, "query_max_length": 48, "doc_max_length": 64,
                 "save_every": 1, "threads": 1, **extra}

@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from synthembed.testing.tiny import tiny_decoder
 from synthembed.train.step import make_batch, step, tokenizer_for
 from tests.test_train_gradients import PAIRS, assert_same, embedder_for, grads_of
 
@@ -124,11 +123,6 @@ def _worker(rank: int, world: int, port: int, path: str, out: str) -> None:
         torch.save(results, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
-
-
-@pytest.fixture(scope="module")
-def decoder(tmp_path_factory):
-    return tiny_decoder(tmp_path_factory.mktemp("dec"))
 
 
 @pytest.fixture(scope="module")
