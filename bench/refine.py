@@ -130,7 +130,7 @@ def write(rows: dict[str, dict], timings: dict[str, str], args) -> None:
     lines += ["", f"Recipe: {json.dumps(RECIPE)}, LoRA r16 and the other defaults. SciFact: nDCG@10 on the whole "
               f"corpus; STSBenchmark: Spearman x100 on the whole test set; @d: the first d dimensions, "
               f"re-normalised. Judge: local {args.judge}, top {args.top_k} candidates.", "",
-              "Wall time per row (this run; includes training and scoring): " +
+              "Wall time per row in this invocation (refining, training and scoring; a row found done costs ~0 s): " +
               "; ".join(f"{k} {v}" for k, v in timings.items()), "", f"    python {' '.join(sys.argv)}"]
     args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
