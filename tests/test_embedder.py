@@ -113,3 +113,12 @@ def test_batches_are_cut_by_token_length(decoder):
     lengths = [len(x) for x in emb.token_ids(texts)]
     emb.encode(texts, batch_size=2)
     assert widths == [lengths[0], lengths[3]]  # ("a"*40, "c"*39), then ("d"*2, "b")
+
+
+def test_an_exported_model_folder_is_named_after_its_run(tmp_path):
+    from synthembed.model.load import display_name, load_embedder
+
+    tiny_encoder(tmp_path / "scifact-lora" / "model")
+    assert load_embedder(tmp_path / "scifact-lora" / "model").name == "scifact-lora"
+    assert (display_name("gemma-270m"), display_name(tmp_path / "enc"), display_name("model")) == \
+        ("gemma-270m", "enc", "model")
