@@ -135,6 +135,7 @@ def test_evaluate_command_takes_dims(exported, tmp_path):
     from typer.testing import CliRunner
 
     from synthembed.cli import app
+    from synthembed.model.load import display_name
 
     sts = write_tasks(tmp_path)[0].path
     out = tmp_path / "run"
@@ -142,7 +143,7 @@ def test_evaluate_command_takes_dims(exported, tmp_path):
                                       "-o", str(out), "-q", "--set", "cache=false"])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.glob("MySTS*.json")} == {"MySTS.json", "MySTS@16.json", "MySTS@32.json"}
-    assert "| " + exported.name + " @16 |" in (out / "report.md").read_text()
+    assert "| " + display_name(exported) + " @16 |" in (out / "report.md").read_text()
     bad = CliRunner().invoke(app, ["evaluate", "-m", str(exported), "-t", f"STS:{sts}", "--dims", "16,x",
                                    "-o", str(out), "-q"])
     assert bad.exit_code == 2 and "dims" in bad.output
