@@ -2,12 +2,13 @@
 
 Rows: (a) the base model; (b) synthetic data written by a capable LLM (../shared/data/synthetic-frontier);
 (c) synthetic data from the embedded local generator (SmolLM2-135M) and (b-) the same number of frontier rows;
-(d) labeled data only (the train splits of SciFact, STSBenchmark and Banking77); (e) synthetic + labeled; and
+(d) labeled data only (the train splits of SciFact, STSBenchmark and Banking77; with --full the whole splits, and
+(d-) as many rows as (b)); (e) synthetic + labeled; and
 all-MiniLM-L6-v2 as a reference. Every model is trained with `synthembed train` and scored with the project's
 evaluator on the shared suite (bench/suite.py). Finished rows are kept, so an interrupted run resumes.
 
     python bench/quality.py --local-data runs/local-gen [--synthetic-n 320] [--labeled-per-set 107] [--rows a,b,..]
-    python bench/quality.py --full --rows ref,a,b --model-b bench/out/train-epoch/model \
+    python bench/quality.py --full --rows ref,a,b,d-,d --model-b bench/out/train-epoch/model \
         [--tasks SciFact,STSBenchmark]      # whole data sets; resumes by row and by task
 """
 
@@ -38,9 +39,13 @@ RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 2, "query_m
 # Row (b)'s recipe (bench/train.py --epoch), used for every row trained on whole data sets
 FULL_RECIPE = {"batch_size": 16, "epochs": 1, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
                "gradient_checkpointing": False}
+# Several labeled files: each batch from one file (sentence-transformers' convention for multi-dataset training),
+# so a batch of short Banking77 texts is not padded to a SciFact abstract's length
+FULL_LABELED_RECIPE = {**FULL_RECIPE, "by_source": True}
 # Tatoeba on whole data sets: 30 widely spoken languages of the paper's list, all their pairs
 FULL_TATOEBA = set("""ara ben bul ces cmn dan deu ell fin fra heb hin hun ind ita jpn kor nld nob pes pol por ron
                    rus spa swe tha tur ukr vie""".split())
+SAME_AS_B = 450  # labeled rows per set: 3 x 450 = 1,350, about (b)'s 1,360
 COLUMNS = [("SciFact", "SciFact"), ("STSBenchmark", "STSB"), ("sts_multi_mt", "STS multi-mt"),
            ("Banking77Classification", "Banking77"), ("tatoeba_accuracy", "Tatoeba"),
            ("xquad_mono", "XQuAD mono"), ("xquad_cross", "XQuAD cross")]
@@ -65,7 +70,18 @@ def frontier_subset(n: int) -> Path:
     return write_jsonl(OUT / f"frontier-{n}.jsonl", map(json.loads, random.Random(0).sample(rows, n)))
 
 
-def train_row(name: str, data: list[Path], recipe: dict = RECIPE) -> Path:
+def settings(pairs: list[str]) -> dict[str, str]:
+    """["lr=2e-4", "tau=0.05"] -> {"lr": "2e-4", "tau": "0.05"}"""
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def weighted(files: list[Path], weights: list[str]) -> list[str]:
+    """Synthetic files as `--data PATH[:WEIGHT]`, weighted by file stem (["sts=3"])."""
+    by_stem = settings(weights)
+    return [f"{f}:{by_stem[f.stem]}" if f.stem in by_stem else str(f) for f in files]
+
+
+def train_row(name: str, data: list[Path] | list[str], recipe: dict = RECIPE) -> Path:
     out = OUT / "models" / name
     if not (out / "model" / "modules.json").is_file():
         cmd = [sys.executable, "-m", "synthembed.cli", "train", "--model", "gemma-270m", "--output", str(out), "-q"]
@@ -129,8 +145,8 @@ def chart(rows: dict[str, dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / len(rows)
     for i, (name, scores) in enumerate(rows.items()):
-        ax.bar([c + i * width for c in range(len(COLUMNS))], [100 * scores[k] for k, _ in COLUMNS], width,
-               label=name)
+        ax.bar([c + i * width for c in range(len(COLUMNS))], [100 * (scores.get(k) or 0) for k, _ in COLUMNS],
+               width, label=name)  # a task not scored yet draws no bar
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(COLUMNS))], [label for _, label in COLUMNS])
     ax.set_ylabel("score x100")
     ax.legend(fontsize=7, ncol=2)
@@ -142,8 +158,8 @@ def chart(rows: dict[str, dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--local-data", type=Path, help="a `synthembed generate` output directory (rows c, b-)")
-    parser.add_argument("--labeled-per-set", type=int, default=450, help="rows from each labeled train split "
-                        "(0: the whole splits, 12,328 rows: about 2.6 h of training on one CPU core)")
+    parser.add_argument("--labeled-per-set", type=int, help="row (d)'s rows from each labeled train split "
+                        f"(default: {SAME_AS_B}; with --full, the whole splits, 12,328 rows)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--rows", default="ref,a,b,c,b-,d,e")
     parser.add_argument("--synthetic-n", type=int, help="a random subset of the frontier rows (default: all)")
@@ -152,27 +168,44 @@ def main() -> None:
     parser.add_argument("--tasks", help="with --full: task name prefixes to score, e.g. SciFact,STSBenchmark")
     parser.add_argument("--model-b", type=Path, help="with --full: row (b)'s trained model (e.g. bench/train.py "
                         "--epoch's bench/out/train-epoch/model: all frontier rows, one epoch)")
+    parser.add_argument("--b-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --full: train row (b) with these recipe changes, e.g. --b-set lr=2e-4 (repeatable)")
+    parser.add_argument("--b-weight", action="append", default=[], metavar="FILE=WEIGHT",
+                        help="with --full: row (b)'s copies per epoch of a synthetic file, e.g. sts=3 (repeatable)")
     args = parser.parse_args()
+    variant = "-".join(f"{k}{v}" for k, v in {**settings(args.b_set), **settings(args.b_weight)}.items())
     local = args.local_data / "examples.jsonl" if args.local_data else None
     n_local = sum(1 for _ in open(local)) if local else 0
+    if args.labeled_per_set is None:
+        args.labeled_per_set = 0 if args.full else SAME_AS_B
     per_set = args.labeled_per_set or None
     labeled = labeled_sources(per_set, f"labeled-{per_set or 'all'}")
     frontier = sorted(FRONTIER.glob("*.jsonl"))
     synthetic = [frontier_subset(args.synthetic_n)] if args.synthetic_n else frontier
     n_synthetic = sum(1 for f in synthetic for _ in open(f))
+    n_labeled = sum(1 for f in labeled for _ in open(f))
     plan = {
         "ref": ("all-MiniLM-L6-v2 (reference)", lambda: "minilm"),
         "a": ("(a) gemma-270m, untrained", lambda: "gemma-270m"),
-        "b": (f"(b) synthetic, frontier LLM ({n_synthetic})",
-              lambda: args.model_b if args.full and args.model_b else train_row("b", synthetic)),
+        "b": (f"(b) synthetic, frontier LLM ({n_synthetic}){', ' + variant.replace('-', ' ') if variant else ''}",
+              lambda: (args.model_b if args.model_b and not variant else
+                       train_row(f"b-{variant or 'full'}", weighted(synthetic, args.b_weight),
+                                 {**FULL_RECIPE, **settings(args.b_set)})) if args.full else train_row("b", synthetic)),
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
-        "d": (f"(d) labeled only ({sum(1 for f in labeled for _ in open(f))})",
-              lambda: train_row(f"d-{per_set or 'all'}-full", labeled, FULL_RECIPE) if args.full
+        "d": (f"(d) labeled only ({n_labeled})",
+              lambda: train_row(f"d-{per_set or 'all'}-full", labeled, FULL_LABELED_RECIPE) if args.full
               else train_row("d", labeled)),
-        # as many examples as (b) and (d): half of each, so that the rows differ in the data's kind only
-        "e": (f"(e) synthetic + labeled, half each ({n_synthetic // 2} + {3 * (args.labeled_per_set // 2)})",
+        # with --full: labeled data of (b)'s size in (b)'s recipe (the whole splits are row d)
+        "d-": (f"(d-) labeled only, as many as (b) ({3 * SAME_AS_B})",
+               lambda: train_row(f"d-{SAME_AS_B}-full", labeled_sources(SAME_AS_B, f"labeled-{SAME_AS_B}"),
+                                 FULL_RECIPE)),
+        # quick suite: as many examples as (b) and (d), half of each, so that the rows differ in the data's kind
+        # only; --full: all of both (the paper's best row)
+        "e": (f"(e) synthetic + labeled ({n_synthetic} + {n_labeled})", lambda: train_row(
+                  "e-full", [*synthetic, *labeled], FULL_LABELED_RECIPE)) if args.full else
+             (f"(e) synthetic + labeled, half each ({n_synthetic // 2} + {3 * (args.labeled_per_set // 2)})",
               lambda: train_row("e", [frontier_subset(n_synthetic // 2),
                                       *labeled_sources(args.labeled_per_set // 2, "labeled-half")])),
     }
@@ -184,13 +217,16 @@ def main() -> None:
     for key in args.rows.split(","):
         label, model = plan[key]
         started = time.perf_counter()
-        rows[label] = (evaluate_full if args.full else evaluate_row)(key, str(model()), args)
+        name = f"b-{variant}" if key == "b" and variant else key
+        rows[label] = (evaluate_full if args.full else evaluate_row)(name, str(model()), args)
         print(f"{label}: {json.dumps({k: rows[label].get(k) for k, _ in COLUMNS})} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     RESULTS.mkdir(exist_ok=True)
     if args.full:
+        chart(rows, RESULTS / "quality-full.png")
         (RESULTS / "quality-full.md").write_text(
-            "# Full data sets: Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) + "\n\nEvaluation: bf16, max "
+            "# Full data sets: Gemma-3-270M + LoRA on CPU\n\n" + table(rows, args) + "\n\n![quality](quality-full.png)"
+            "\n\nEvaluation: bf16, max "
             f"length {args.max_length}, whole test sets; — = not scored yet (tasks: {args.tasks or 'all'}).\n\n"
             f"    python {' '.join(sys.argv)}\n")
         print(table(rows, args))
