@@ -169,9 +169,10 @@ def main() -> None:
     parser.add_argument("--model-b", type=Path, help="with --full: row (b)'s trained model (e.g. bench/train.py "
                         "--epoch's bench/out/train-epoch/model: all frontier rows, one epoch)")
     parser.add_argument("--b-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="with --full: train row (b) with these recipe changes, e.g. --b-set lr=2e-4 (repeatable)")
+                        help="with --full: row (b*) is row (b) with these recipe changes, e.g. --b-set lr=2e-4 "
+                        "(repeatable)")
     parser.add_argument("--b-weight", action="append", default=[], metavar="FILE=WEIGHT",
-                        help="with --full: row (b)'s copies per epoch of a synthetic file, e.g. sts=3 (repeatable)")
+                        help="with --full: row (b*)'s copies per epoch of a synthetic file, e.g. sts=3 (repeatable)")
     args = parser.parse_args()
     variant = "-".join(f"{k}{v}" for k, v in {**settings(args.b_set), **settings(args.b_weight)}.items())
     local = args.local_data / "examples.jsonl" if args.local_data else None
@@ -187,10 +188,13 @@ def main() -> None:
     plan = {
         "ref": ("all-MiniLM-L6-v2 (reference)", lambda: "minilm"),
         "a": ("(a) gemma-270m, untrained", lambda: "gemma-270m"),
-        "b": (f"(b) synthetic, frontier LLM ({n_synthetic}){', ' + variant.replace('-', ' ') if variant else ''}",
-              lambda: (args.model_b if args.model_b and not variant else
-                       train_row(f"b-{variant or 'full'}", weighted(synthetic, args.b_weight),
-                                 {**FULL_RECIPE, **settings(args.b_set)})) if args.full else train_row("b", synthetic)),
+        "b": (f"(b) synthetic, frontier LLM ({n_synthetic})",
+              lambda: (args.model_b or train_row("b-full", synthetic, FULL_RECIPE)) if args.full
+              else train_row("b", synthetic)),
+        # with --full: row (b) with the recipe changes of --b-set and --b-weight
+        "b*": (f"(b*) synthetic, frontier LLM ({n_synthetic}), {', '.join(args.b_set + args.b_weight)}",
+               lambda: train_row(f"b-{variant}", weighted(synthetic, args.b_weight),
+                                 {**FULL_RECIPE, **settings(args.b_set)})),
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
                lambda: train_row("b-", [frontier_subset(n_local)])),
@@ -217,7 +221,7 @@ def main() -> None:
     for key in args.rows.split(","):
         label, model = plan[key]
         started = time.perf_counter()
-        name = f"b-{variant}" if key == "b" and variant else key
+        name = f"b-{variant}" if key == "b*" else key
         rows[label] = (evaluate_full if args.full else evaluate_row)(name, str(model()), args)
         print(f"{label}: {json.dumps({k: rows[label].get(k) for k, _ in COLUMNS})} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)

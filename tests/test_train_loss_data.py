@@ -89,6 +89,17 @@ def test_weighted_mixing_and_single_source_batches_are_deterministic():
     assert batches != epoch_batches([a, b], [2.0, 0.5], batch_size=4, seed=1, epoch=1, by_source=True)
 
 
+def test_single_source_batches_keep_the_rows_of_sources_smaller_than_a_batch():
+    big = [TrainPair("i", f"big{i}", "p", source="big") for i in range(10)]
+    small = [TrainPair("i", f"small{i}", "p", source="small") for i in range(3)]
+    batches = epoch_batches([big, small], [1.0, 1.0], batch_size=4, seed=0, epoch=0, by_source=True)
+    queries = [p.query for batch in batches for p in batch]
+    # 13 rows: 2 batches of "big"; its 2 leftover rows and the 3 of "small" make 1 mixed batch, 1 row is dropped
+    assert len(batches) == 3 and all(len(b) == 4 for b in batches)
+    assert sum(q.startswith("small") for q in queries) == 2
+    assert sum(len({p.source for p in b}) == 1 for b in batches) == 2
+
+
 def test_labeled_rows_from_evaluation_train_splits(tmp_path):
     from synthembed.data.labeled import from_beir, from_classification, from_sts
     from synthembed.formats.datasets import LabeledTexts, STSData

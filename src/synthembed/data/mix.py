@@ -23,7 +23,8 @@ def mix(sources: Sequence[list[TrainPair]], weights: Sequence[float], rng: rando
 def epoch_batches(sources: Sequence[list[TrainPair]], weights: Sequence[float], batch_size: int, seed: int,
                   epoch: int, by_source: bool = False, drop_last: bool = True) -> list[list[TrainPair]]:
     """The batches of one epoch. `by_source`: every batch holds one source (a family or a file) only, so in-batch
-    negatives come from the same kind of task; batch order is still shuffled across sources."""
+    negatives come from the same kind of task; the rows left over when a source does not fill its last batch are
+    batched together, so a source smaller than a batch still trains. Batch order is shuffled across sources."""
     rng = random.Random(f"{seed}:{epoch}")
     sources = [[shuffle_negatives(p, f"{seed}:{epoch}:{s}:{row}") for row, p in enumerate(pairs)]
                for s, pairs in enumerate(sources)]
@@ -31,15 +32,22 @@ def epoch_batches(sources: Sequence[list[TrainPair]], weights: Sequence[float], 
     groups: dict[str, list[TrainPair]] = {}
     for pair in pairs:
         groups.setdefault(pair.source if by_source else "", []).append(pair)
-    batches = []
+    batches, leftovers = [], []
     for key in sorted(groups):
         group = groups[key]
         rng.shuffle(group)
-        batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+        whole = len(group) - len(group) % batch_size
+        batches += _cut(group[:whole], batch_size)
+        leftovers += group[whole:]
+    batches += _cut(leftovers, batch_size)
     if drop_last:
         batches = [b for b in batches if len(b) == batch_size]
     rng.shuffle(batches)
     return batches
+
+
+def _cut(pairs: list[TrainPair], batch_size: int) -> list[list[TrainPair]]:
+    return [pairs[i : i + batch_size] for i in range(0, len(pairs), batch_size)]
 
 
 def shuffle_negatives(pair: TrainPair, seed: str) -> TrainPair:
