@@ -142,14 +142,14 @@ def chart(rows: dict[str, dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.8))
     width = 0.8 / len(rows)
     for i, (name, scores) in enumerate(rows.items()):
         ax.bar([c + i * width for c in range(len(COLUMNS))], [100 * (scores.get(k) or 0) for k, _ in COLUMNS],
                width, label=name)  # a task not scored yet draws no bar
     ax.set_xticks([c + 0.4 - width / 2 for c in range(len(COLUMNS))], [label for _, label in COLUMNS])
     ax.set_ylabel("score x100")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08))  # below: no bar hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
