@@ -35,10 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 FRONTIER = DATA / "synthetic-frontier"
 # The CPU recipe (as configs/demo.yaml): the paper's loss and LoRA; short texts and few steps.
 RECIPE = {"batch_size": 16, "epochs": 1, "lr": 2e-4, "warmup_steps": 2, "query_max_length": 48,
-          "doc_max_length": 96, "gradient_checkpointing": False, "hard_negatives": 1}
-# Row (b)'s recipe (bench/train.py --epoch), used for every row trained on whole data sets
+          "doc_max_length": 96, "gradient_checkpointing": False, "hard_negatives": 1, "by_source": False}
+# Row (b)'s recipe (bench/train.py --epoch), used for every row trained on whole data sets; the rows were trained
+# with mixed batches, the default then, so that stays pinned here
 FULL_RECIPE = {"batch_size": 16, "epochs": 1, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
-               "gradient_checkpointing": False}
+               "gradient_checkpointing": False, "by_source": False}
 # Several labeled files: each batch from one file (sentence-transformers' convention for multi-dataset training),
 # so a batch of short Banking77 texts is not padded to a SciFact abstract's length
 FULL_LABELED_RECIPE = {**FULL_RECIPE, "by_source": True}
@@ -175,6 +176,9 @@ def main() -> None:
                         help="with --full: row (b*)'s copies per epoch of a synthetic file, e.g. sts=3 (repeatable)")
     args = parser.parse_args()
     variant = "-".join(f"{k}{v}" for k, v in {**settings(args.b_set), **settings(args.b_weight)}.items())
+    b_star = f"b-{variant}"  # row (b*)'s model and scores directory
+    if "b*" in args.rows.split(",") and not variant:
+        parser.error("row b* is row b with changes: give --b-set KEY=VALUE or --b-weight FILE=WEIGHT")
     local = args.local_data / "examples.jsonl" if args.local_data else None
     n_local = sum(1 for _ in open(local)) if local else 0
     if args.labeled_per_set is None:
@@ -193,7 +197,7 @@ def main() -> None:
               else train_row("b", synthetic)),
         # with --full: row (b) with the recipe changes of --b-set and --b-weight
         "b*": (f"(b*) synthetic, frontier LLM ({n_synthetic}), {', '.join(args.b_set + args.b_weight)}",
-               lambda: train_row(f"b-{variant}", weighted(synthetic, args.b_weight),
+               lambda: train_row(b_star, weighted(synthetic, args.b_weight),
                                  {**FULL_RECIPE, **settings(args.b_set)})),
         "c": (f"(c) synthetic, local SmolLM2-135M ({n_local})", lambda: train_row("c", [local])),
         "b-": (f"(b-) synthetic, frontier LLM, as many as (c) ({n_local})",
@@ -221,7 +225,7 @@ def main() -> None:
     for key in args.rows.split(","):
         label, model = plan[key]
         started = time.perf_counter()
-        name = f"b-{variant}" if key == "b*" else key
+        name = b_star if key == "b*" else key
         rows[label] = (evaluate_full if args.full else evaluate_row)(name, str(model()), args)
         print(f"{label}: {json.dumps({k: rows[label].get(k) for k, _ in COLUMNS})} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)

@@ -260,7 +260,7 @@ def part3(args, lines: list[str]) -> None:
     # the trained model stays in --epoch-dir, where the quality table's synthetic row can score it
     files = [a for f in sorted(SHARED.glob("*.jsonl")) for a in ("-d", str(f))]
     settings = {"batch_size": 16, "hard_negatives": 1, "query_max_length": 192, "doc_max_length": 192,
-                "epochs": 1, "gradient_checkpointing": "false"}
+                "epochs": 1, "gradient_checkpointing": "false", "by_source": "false"}  # as measured: mixed batches
     cmd = [str(Path(sys.executable).parent / "synthembed"), "train", "-m", "gemma-270m", *files, "-o", str(out),
            "-q", *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]
     t = time.perf_counter()
